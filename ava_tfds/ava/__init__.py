@@ -1,0 +1,1 @@
+"""The `ava` dataset builder, in the `tfds new` layout."""

@@ -1,0 +1,1 @@
+"""Turning the raw AVA download into validated examples, with Apache Beam."""

@@ -1,0 +1,37 @@
+"""Installs the project; also what Dataflow workers install (`--setup_file=./setup.py`)."""
+
+import setuptools
+
+setuptools.setup(
+    name="ava-nima",
+    version="0.1.0",
+    description="Image aesthetics at scale: the AVA dataset with TFDS and Beam, NIMA training with tf.distribute.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=setuptools.find_packages(include=["ava_tfds", "ava_tfds.*", "beam_pipelines", "beam_pipelines.*", "trainer", "trainer.*", "configs"]),
+    package_data={"ava_tfds.ava": ["README.md", "TAGS.txt", "CITATIONS.bib", "checksums.tsv"]},
+    install_requires=[
+        "absl-py>=2.0",
+        "apache-beam>=2.60",
+        "etils[epath]>=1.7",
+        "matplotlib>=3.8",
+        "ml-collections>=0.1.1",
+        "numpy>=1.26",
+        "pandas>=2.0",
+        "pillow>=10.0",
+        "tensorflow>=2.16",
+        "tensorflow-datasets>=4.9.7",
+        "tqdm>=4.66",
+        # What the `tfds` command and `tfds.testing` import; tensorflow-datasets[dev] would
+        # pin an old Beam instead.
+        "dill>=0.3.8",
+        "importlib_resources>=6.0",
+        "mlcroissant>=1.0",
+    ],
+    extras_require={
+        "gcp": ["apache-beam[gcp]>=2.60", "gcsfs>=2024.2"],
+        "test": ["pytest>=8.0", "scipy>=1.11", "psutil>=5.9"],
+    },
+)

@@ -1,0 +1,82 @@
+"""Shared fixtures: a tiny AVA directory whose every row has a known fate."""
+
+import io
+import pathlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from beam_pipelines import ava_index
+from beam_pipelines.rejections import Reason
+
+# Local Beam runs name their runner: the default DirectRunner first tries to download Prism.
+BEAM_RUNNER = "FnApiRunner"
+
+
+def _jpeg(seed: int, size=(96, 72)) -> bytes:
+    pixels = np.random.default_rng(seed).integers(0, 255, size=(size[1], size[0], 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+def _row(index: int, image_id: int, counts, tags=(1, 2), challenge=7) -> str:
+    return " ".join(map(str, [index, image_id, *counts, *tags, challenge]))
+
+
+class TinyAva:
+    """Writes the directory and remembers what each id must become."""
+
+    def __init__(self, root: pathlib.Path):
+        self.root = root
+        self.kept: dict[int, tuple[int, ...]] = {}  # id -> vote counts
+        self.test_ids: set[int] = set()
+        self.expected_rejections: list[tuple[int | None, Reason]] = []
+        rows, listed = [], []
+        images_dir = root / ava_index.IMAGES_DIR
+        images_dir.mkdir(parents=True)
+        rng = np.random.default_rng(0)
+        for image_id in range(1001, 1041):
+            counts = tuple(int(c) for c in rng.integers(0, 40, size=10))
+            rows.append(_row(len(rows) + 1, image_id, counts))
+            (images_dir / f"{image_id}.jpg").write_bytes(_jpeg(image_id))
+            self.kept[image_id] = counts
+            if image_id % 4 == 0:
+                listed.append(image_id)
+                self.test_ids.add(image_id)
+        bad_counts = (1,) * 10
+        rows.append(_row(len(rows) + 1, 1001, (9,) * 10))  # duplicate of the first row
+        self.expected_rejections.append((1001, Reason.DUPLICATE_ID))
+        rows.append("42 2002 1 2 3")
+        self.expected_rejections.append((None, Reason.MALFORMED_ROW))
+        rows.append(_row(len(rows) + 1, 2003, (0,) * 10))
+        (images_dir / "2003.jpg").write_bytes(_jpeg(3))
+        self.expected_rejections.append((2003, Reason.ZERO_VOTES))
+        rows.append(_row(len(rows) + 1, 2004, bad_counts))  # no image file
+        self.expected_rejections.append((2004, Reason.MISSING_FILE))
+        rows.append(_row(len(rows) + 1, 2005, bad_counts))
+        (images_dir / "2005.jpg").write_bytes(b"")
+        self.expected_rejections.append((2005, Reason.EMPTY_FILE))
+        rows.append(_row(len(rows) + 1, 2006, bad_counts))
+        (images_dir / "2006.jpg").write_bytes(_jpeg(6, size=(400, 300))[:3000])
+        self.expected_rejections.append((2006, Reason.TRUNCATED))
+        rows.append(_row(len(rows) + 1, 2007, bad_counts, tags=(1, 99)))
+        self.expected_rejections.append((None, Reason.MALFORMED_ROW))
+        listed.append(3001)  # listed for test, absent from AVA.txt
+        self.expected_rejections.append((3001, Reason.NOT_IN_INDEX))
+        rows.insert(5, "")  # blank lines are not rows
+        self.num_index_rows = sum(1 for r in rows if r.strip())
+        (root / ava_index.AVA_INDEX_FILE).write_text("\n".join(rows) + "\n")
+        (root / ava_index.TAGS_FILE).write_text("1 Abstract\n2 Animals\n3 Architecture\n")
+        (root / ava_index.TEST_LIST_FILE).parent.mkdir()
+        (root / ava_index.TEST_LIST_FILE).write_text("\n".join(map(str, listed)) + "\n")
+
+    @property
+    def num_tags(self) -> int:
+        return 4
+
+
+@pytest.fixture
+def tiny_ava(tmp_path) -> TinyAva:
+    return TinyAva(tmp_path / "ava")

@@ -1,0 +1,1 @@
+"""NIMA training, evaluation, export and scoring on the built `ava` dataset."""

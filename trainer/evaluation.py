@@ -1,0 +1,50 @@
+"""Scoring a model, or the constant baseline, on a whole split of the built dataset."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import ml_collections
+import numpy as np
+import tensorflow as tf
+
+from ava_tfds.ava import features
+from trainer import input_pipeline, metrics
+
+
+@dataclasses.dataclass(frozen=True)
+class Predictions:
+    image_ids: np.ndarray  # [N]
+    true_distribution: np.ndarray  # [N, NUM_BINS]
+    predicted_distribution: np.ndarray  # [N, NUM_BINS]
+
+
+def predict_split(model: keras.Model, config: ml_collections.ConfigDict, split: str) -> Predictions:
+    """The model's distribution for every image of `split` (whole image, resized)."""
+    predict = tf.function(lambda pixels: model(pixels, training=False))
+    ids, true, predicted = [], [], []
+    for batch in input_pipeline.eval_dataset(config, split, config.train.eval_batch_size):
+        ids.append(batch[features.IMAGE_ID].numpy())
+        true.append(batch[input_pipeline.DISTRIBUTION].numpy())
+        predicted.append(predict(batch[input_pipeline.PIXELS]).numpy())
+    if not ids:
+        raise ValueError(f"split {split!r} of {config.dataset.name} has no images to evaluate")
+    return Predictions(np.concatenate(ids), np.concatenate(true), np.concatenate(predicted).astype(np.float64))
+
+
+def evaluate_model(model: keras.Model, config: ml_collections.ConfigDict, split: str) -> dict[str, float]:
+    predictions = predict_split(model, config, split)
+    return metrics.evaluate_distributions(predictions.true_distribution, predictions.predicted_distribution)
+
+
+def evaluate_constant(distribution: np.ndarray, config: ml_collections.ConfigDict, split: str) -> dict[str, float]:
+    """The baseline: the same distribution predicted for every image of `split`."""
+    true = np.stack(list(_true_distributions(config, split)))
+    return metrics.evaluate_distributions(true, np.broadcast_to(distribution, true.shape))
+
+
+def _true_distributions(config, split):
+    records = input_pipeline.eval_records(config, split)
+    for record in records.as_numpy_iterator():
+        yield record[features.RATING_DISTRIBUTION]

@@ -1,0 +1,144 @@
+"""tf.data input for NIMA: the built `ava` TFRecords to batches of pixels and vote distributions.
+
+Training: records are read with the image still encoded, shuffled, and one parallel map
+decodes only a random window of each JPEG (`decode_and_crop_jpeg`: the rest of the image
+is never decoded), flips it and resizes it to the model input. Evaluation decodes the
+whole image and resizes it. Pixels stay in 0..255: each backbone's own preprocessing is
+inside the model, so the exported model takes the same input.
+
+The random window and flip of an image depend only on (seed, epoch, image id), so a run
+resumed mid-epoch or sharded differently sees the same crops.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from ava_tfds.ava import features
+from beam_pipelines import ratings
+
+AUTOTUNE = tf.data.AUTOTUNE
+PIXELS, DISTRIBUTION = "pixels", "distribution"
+
+
+def train_dataset(
+    config: ml_collections.ConfigDict,
+    input_context: tf.distribute.InputContext,
+    epoch: int,
+    skip_batches: int = 0,
+) -> tf.data.Dataset:
+    """One epoch of per-replica batches for this input pipeline, `skip_batches` already seen.
+
+    Skipping happens before decoding, so resuming late in an epoch costs only reading.
+    """
+    batch_size = input_context.get_per_replica_batch_size(config.train.global_batch_size)
+    seed = config.train.seed * 1_000_003 + epoch
+    records = _read(config, config.dataset.train_split, input_context, shuffle_seed=seed)
+    records = records.shuffle(config.input.shuffle_buffer, seed=seed, reshuffle_each_iteration=False)
+    if config.input.max_images_per_bin:
+        records = _undersample(records, -(-config.input.max_images_per_bin // input_context.num_input_pipelines))
+    records = records.skip(skip_batches * batch_size * input_context.num_replicas_in_sync // input_context.num_input_pipelines)
+    crop = lambda record: _random_crop(record, config.input.image_size, config.input.crop_fraction, seed)
+    return _finish(records.map(crop, num_parallel_calls=AUTOTUNE, deterministic=config.input.deterministic), batch_size)
+
+
+def eval_dataset(config: ml_collections.ConfigDict, split: str, batch_size: int) -> tf.data.Dataset:
+    """Every image of `split` once, in file order, whole and resized; with its image id."""
+    records = eval_records(config, split)
+
+    def resize_whole(record):
+        pixels = decode_for_model(record[features.IMAGE], config.input.image_size)
+        return {PIXELS: pixels, DISTRIBUTION: record[features.RATING_DISTRIBUTION], features.IMAGE_ID: record[features.IMAGE_ID]}
+
+    dataset = records.map(resize_whole, num_parallel_calls=AUTOTUNE, deterministic=True)
+    return dataset.ignore_errors(log_warning=True).batch(batch_size).prefetch(AUTOTUNE)
+
+
+def eval_records(config: ml_collections.ConfigDict, split: str) -> tf.data.Dataset:
+    """The raw records of `split` in file order, the image left encoded."""
+    return _read(config, split, input_context=None, shuffle_seed=None)
+
+
+def num_examples(config: ml_collections.ConfigDict, split: str) -> int:
+    return _builder(config).info.splits[split].num_examples
+
+
+def training_distribution(config: ml_collections.ConfigDict) -> tf.Tensor:
+    """The mean vote distribution of the training split: the baseline every model must beat."""
+    records = eval_records(config, config.dataset.train_split)
+    distributions = records.map(lambda r: tf.cast(r[features.RATING_DISTRIBUTION], tf.float64))
+    total = distributions.reduce(tf.zeros([ratings.NUM_BINS], tf.float64), lambda acc, d: acc + d)
+    return total / tf.reduce_sum(total)
+
+
+def decode_for_model(encoded: tf.Tensor, image_size: int) -> tf.Tensor:
+    """The evaluation transform of one encoded image (JPEG, PNG, ...): whole, resized, 0..255."""
+    image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+    return tf.image.resize(tf.cast(image, tf.float32), [image_size, image_size], antialias=True)
+
+
+def _builder(config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
+    return tfds.builder(config.dataset.name, data_dir=config.dataset.data_dir or None)
+
+
+def _read(config, split: str, input_context, shuffle_seed) -> tf.data.Dataset:
+    """Reads `split` with the image encoded; shards by file where there are files enough."""
+    builder = _builder(config)
+    num_files = len(builder.info.splits[split].file_instructions)
+    by_file = input_context is not None and num_files >= input_context.num_input_pipelines
+    dataset = builder.as_dataset(
+        split=split,
+        decoders={features.IMAGE: tfds.decode.SkipDecoding()},
+        shuffle_files=shuffle_seed is not None,
+        read_config=tfds.ReadConfig(
+            input_context=input_context if by_file else None,
+            shuffle_seed=shuffle_seed,
+            interleave_cycle_length=min(16, num_files) if num_files else None,
+        ),
+    )
+    if input_context is not None and not by_file:
+        dataset = dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+    return dataset
+
+
+def _finish(dataset: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
+    # A record whose image does not decode is skipped with a logged warning; the training
+    # loop reports how many images an epoch came short.
+    return dataset.ignore_errors(log_warning=True).batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
+
+
+def _random_crop(record, image_size: int, crop_fraction: float, seed: int):
+    encoded = record[features.IMAGE]
+    image_seed = tf.stack([tf.constant(seed, tf.int64), tf.cast(record[features.IMAGE_ID], tf.int64)])
+    crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(image_seed, num=2))
+    shape = tf.image.extract_jpeg_shape(encoded)
+    height, width = shape[0], shape[1]
+    crop_height = tf.maximum(1, tf.cast(tf.cast(height, tf.float32) * crop_fraction, tf.int32))
+    crop_width = tf.maximum(1, tf.cast(tf.cast(width, tf.float32) * crop_fraction, tf.int32))
+    offsets = tf.random.stateless_uniform([2], seed=crop_seed, maxval=2**30, dtype=tf.int32)
+    offset_y = offsets[0] % (height - crop_height + 1)
+    offset_x = offsets[1] % (width - crop_width + 1)
+    window = tf.stack([offset_y, offset_x, crop_height, crop_width])
+    image = tf.image.decode_and_crop_jpeg(encoded, window, channels=3)
+    image = tf.image.stateless_random_flip_left_right(image, seed=flip_seed)
+    pixels = tf.image.resize(tf.cast(image, tf.float32), [image_size, image_size], antialias=True)
+    return {PIXELS: pixels, DISTRIBUTION: record[features.RATING_DISTRIBUTION]}
+
+
+def _undersample(records: tf.data.Dataset, max_per_bin: int) -> tf.data.Dataset:
+    """Keeps at most `max_per_bin` images per mean-score bin (1..10) in this epoch."""
+
+    def count(seen, record):
+        score_bin = tf.clip_by_value(
+            tf.cast(tf.math.floor(record[features.MEAN_SCORE]), tf.int32) - ratings.MIN_SCORE, 0, ratings.NUM_BINS - 1
+        )
+        seen = tf.tensor_scatter_nd_add(seen, [[score_bin]], [1])
+        return seen, (record, seen[score_bin] <= max_per_bin)
+
+    return (
+        records.scan(tf.zeros([ratings.NUM_BINS], tf.int32), count)
+        .filter(lambda record, keep: keep)
+        .map(lambda record, keep: record)
+    )

@@ -1,0 +1,41 @@
+"""Trains NIMA: `python -m trainer.main --config=configs/nima_mobilenet.py --workdir=DIR --strategy=mirrored`.
+
+Any config value can be overridden on the command line (`--config.train.global_batch_size=512`);
+`--helpfull` lists them all. Run the same command again after a crash or preemption: it
+resumes from the last checkpoint in --workdir.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from trainer import strategies, train
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py).", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, logs, history and metrics go (local or gs://).")
+_STRATEGY = flags.DEFINE_enum("strategy", "default", list(strategies.STRATEGIES), "tf.distribute strategy.")
+_TPU = flags.DEFINE_string("tpu", "", "TPU address for --strategy=tpu ('' means the local TPU VM).")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    strategy = strategies.make_strategy(_STRATEGY.value, _TPU.value)
+    logging.info("strategy %s with %d replicas", type(strategy).__name__, strategy.num_replicas_in_sync)
+    result = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, strategy)
+    model, baseline = result["model"], result["baseline"]
+    print(
+        f"{result['split']} split ({model['num_images']} images)\n"
+        f"{'':10s} {'EMD':>7s} {'accuracy':>9s} {'LCC':>6s} {'SRCC':>6s}\n"
+        f"{'model':10s} {model['emd']:7.4f} {model['accuracy']:9.3f} {model['lcc_mean']:6.3f} {model['srcc_mean']:6.3f}\n"
+        f"{'baseline':10s} {baseline['emd']:7.4f} {baseline['accuracy']:9.3f} {baseline['lcc_mean']:6.3f} {baseline['srcc_mean']:6.3f}",
+        file=sys.stdout,
+    )
+
+
+if __name__ == "__main__":
+    app.run(main)
