@@ -21,6 +21,8 @@ setuptools.setup(
         "numpy>=1.26",
         "pandas>=2.0",
         "pillow>=10.0",
+        "scipy>=1.11",
+        "tensorboard>=2.16",
         "tensorflow>=2.16",
         "tensorflow-datasets>=4.9.7",
         "tqdm>=4.66",
@@ -32,6 +34,6 @@ setuptools.setup(
     ],
     extras_require={
         "gcp": ["apache-beam[gcp]>=2.60", "gcsfs>=2024.2"],
-        "test": ["pytest>=8.0", "scipy>=1.11", "psutil>=5.9"],
+        "test": ["pytest>=8.0", "psutil>=5.9"],
     },
 )

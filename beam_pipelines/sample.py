@@ -97,6 +97,7 @@ PLANTED = {
     "exif_rotated": None,
 }
 _EXIF_ORIENTATION = 0x0112
+_THIRDS_POINTS = np.array([(x, y) for x in (1 / 3, 2 / 3) for y in (1 / 3, 2 / 3)])
 FLAGS = flags.FLAGS
 
 
@@ -121,18 +122,18 @@ class SampleManifest:
     planted: dict[str, int]
 
     def to_json(self) -> str:
+        """The manifest as `sample_manifest.json` holds it: reasons by their string value."""
         return json.dumps(
             {
                 "num_rows": self.num_rows,
+                "planted": self.planted,
                 "expected_rejections": [
                     {"image_id": image_id, "reason": reason.value} for image_id, reason in self.expected_rejections
                 ],
-                "good_ids": list(self.good_ids),
                 "test_ids": list(self.test_ids),
-                "planted": self.planted,
+                "good_ids": list(self.good_ids),
             },
             indent=1,
-            sort_keys=True,
         ) + "\n"
 
 
@@ -210,6 +211,7 @@ def write_sample(
 
 
 def main(argv: Sequence[str]) -> None:
+    """Writes the sample the flags describe and prints a one-line summary."""
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     manifest = write_sample(
@@ -245,8 +247,7 @@ class _Look:
 
     @property
     def quality(self) -> float:
-        thirds = np.array([(x, y) for x in (1 / 3, 2 / 3) for y in (1 / 3, 2 / 3)])
-        distance = np.min(np.hypot(*(thirds - np.array(self.subject_xy)).T))
+        distance = np.min(np.hypot(*(_THIRDS_POINTS - np.array(self.subject_xy)).T))
         goodness = {
             "sharpness": self.sharpness,
             "exposure": 1.0 - abs(self.exposure),
@@ -277,7 +278,8 @@ def _votes(rng: np.random.Generator, quality: float) -> list[int]:
     shape, scale = (MEAN_VOTES / SD_VOTES) ** 2, SD_VOTES**2 / MEAN_VOTES
     num_votes = int(np.clip(round(rng.gamma(shape, scale)), MIN_VOTES, MAX_VOTES))
     centre = MEAN_SCORE + SCORE_SLOPE * (quality - 0.5)
-    votes = np.clip(np.round(rng.normal(centre, rng.uniform(*RATER_SD), num_votes)), ratings.MIN_SCORE, ratings.MAX_SCORE)
+    votes = np.round(rng.normal(centre, rng.uniform(*RATER_SD), num_votes))
+    votes = np.clip(votes, ratings.MIN_SCORE, ratings.MAX_SCORE)
     return np.bincount(votes.astype(int) - ratings.MIN_SCORE, minlength=ratings.NUM_BINS).tolist()
 
 

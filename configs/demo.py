@@ -17,6 +17,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.alpha = 0.25
     config.model.weights = "none"
     config.model.dropout = 0.2
+    config.model.batchnorm_momentum = 0.9
     config.train.global_batch_size = 32
     config.train.eval_batch_size = 64
     config.train.mixed_precision = False

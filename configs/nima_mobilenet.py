@@ -41,6 +41,10 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.alpha = 1.0  # width multiplier of the MobileNets
     config.model.weights = "imagenet"  # "imagenet", a local .h5/.keras weights file, or "none"
     config.model.dropout = 0.75
+    # Moving-average momentum of the backbone's batch norms; 0 keeps the backbone's own.
+    # A network trained from scratch for few steps needs a shorter memory (0.9), or its
+    # inference-mode statistics lag the weights and every prediction looks alike.
+    config.model.batchnorm_momentum = 0.0
 
     config.train = ml_collections.ConfigDict()
     config.train.global_batch_size = 256

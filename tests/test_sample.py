@@ -40,6 +40,9 @@ def _image(root: pathlib.Path, image_id: int) -> pathlib.Path:
 
 def test_same_seed_gives_the_same_bytes(written, tmp_path):
     root, manifest = written
+    stale = _image(tmp_path / "again", manifest.planted["missing_file"])  # as if left by an earlier sample
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"stale")
     again_root, again = _write(tmp_path / "again", seed=0)
     assert again == manifest
     first, second = _files(root), _files(again_root)
@@ -177,7 +180,7 @@ def test_sharper_photos_score_higher(written):
         sharpness.append(laplacian.var())
         means.append(ratings.mean_and_std(row.rating_counts)[0])
     correlation, _ = stats.spearmanr(sharpness, means)
-    assert correlation > 0.4
+    assert correlation > 0.6
 
 
 def test_rejects_sides_the_pipeline_would_reject(tmp_path):

@@ -1,12 +1,13 @@
 """The Beam graph on a real tiny AVA directory, with TestPipeline and assert_that."""
 
+import collections
+import io
 import json
 
 import apache_beam as beam
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 from PIL import Image
-import io
 
 from beam_pipelines import ava_index, images, transforms
 from beam_pipelines.rejections import Rejection
@@ -55,3 +56,20 @@ def test_every_row_ends_in_exactly_one_place(tiny_ava, tmp_path):
     assert sum(stats["examples"].values()) + rows_rejected == tiny_ava.num_index_rows
     assert stats["statistics"]["test"]["num_ratings"]["count"] == len(tiny_ava.test_ids)
     assert (reports_dir / transforms.EDA_FIGURE_FILE).read_bytes().startswith(b"\x89PNG")
+
+
+def test_beam_counters_count_rejections_and_examples(tiny_ava):
+    from apache_beam.metrics.metric import MetricsFilter
+
+    pipeline = TestPipeline(runner=BEAM_RUNNER)
+    transforms.read_ava(pipeline, str(tiny_ava.root), POLICY, 0.2, num_tags=tiny_ava.num_tags)
+    result = pipeline.run()
+    result.wait_until_finish()
+    counters = {
+        c.key.metric.name: c.committed
+        for c in result.metrics().query(MetricsFilter().with_namespace(transforms.METRICS_NAMESPACE))["counters"]
+    }
+    expected = collections.Counter(f"rejected_{reason.value}" for _, reason in tiny_ava.expected_rejections)
+    assert {k: v for k, v in counters.items() if k.startswith("rejected_")} == expected
+    assert sum(v for k, v in counters.items() if k.startswith("examples_")) == len(tiny_ava.kept)
+    assert counters["index_rows"] == tiny_ava.num_index_rows

@@ -73,6 +73,10 @@ def build_model(model_config: ml_collections.ConfigDict, image_size: int) -> tup
     backbone = spec.constructor(**kwargs)
     if from_file:
         backbone.load_weights(weights)
+    if model_config.batchnorm_momentum:
+        for layer in backbone.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = model_config.batchnorm_momentum
 
     pixels = keras.Input(shape=(image_size, image_size, 3), name="pixels")
     x = spec.preprocessing()(pixels) if spec.preprocessing else pixels

@@ -1,0 +1,151 @@
+"""One real build of a small sample, checked example by example, both ways it can be run.
+
+`python -m beam_pipelines.build` runs in a subprocess on Beam's multi-process local runner;
+`tfds build` runs on the same input; both must give the same examples, and every example
+must agree with AVA.txt and its source image as computed here independently.
+"""
+
+import collections
+import io
+import json
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+from PIL import Image, ImageOps
+
+import ava_tfds  # noqa: F401  (registers `ava`)
+from beam_pipelines import ava_index, sample, transforms
+
+from conftest import BEAM_RUNNER
+from test_ratings import REPORT_ROWS
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def ava_dir(tmp_path_factory) -> tuple[pathlib.Path, sample.SampleManifest]:
+    """A sample with the project report's five rows added, each with a photo of its own."""
+    root = tmp_path_factory.mktemp("ava")
+    manifest = sample.write_sample(str(root), num_images=30, seed=3, min_side=64, max_side=160)
+    index = root / ava_index.AVA_INDEX_FILE
+    lines = index.read_text().splitlines()
+    for offset, (image_id, (counts, _, _)) in enumerate(sorted(REPORT_ROWS.items())):
+        lines.append(" ".join(map(str, [len(lines) + 1, image_id, *counts, 1, 0, 99])))
+        pixels = np.random.default_rng(image_id).integers(0, 255, (90 + offset, 120, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(root / ava_index.IMAGES_DIR / f"{image_id}.jpg", quality=90)
+    index.write_text("\n".join(lines) + "\n")
+    return root, manifest
+
+
+@pytest.fixture(scope="module")
+def built(ava_dir, tmp_path_factory) -> pathlib.Path:
+    root, _ = ava_dir
+    data_dir = tmp_path_factory.mktemp("tfds")
+    subprocess.run(
+        [
+            sys.executable, "-m", "beam_pipelines.build",
+            f"--ava_dir={root}", f"--output_dir={data_dir}", "--config=256",
+            f"--runner={BEAM_RUNNER}", "--direct_num_workers=2", "--direct_running_mode=multi_processing",
+        ],
+        check=True, cwd=REPO, capture_output=True, text=True,
+    )
+    return data_dir
+
+
+def _examples(data_dir: pathlib.Path) -> dict[str, dict[int, dict]]:
+    splits = tfds.load("ava/256", data_dir=str(data_dir), decoders={"image": tfds.decode.SkipDecoding()})
+    return {
+        name: {int(e["image_id"]): e for e in tfds.as_numpy(dataset)} for name, dataset in splits.items()
+    }
+
+
+def _rows(root: pathlib.Path) -> dict[int, list[int]]:
+    """AVA.txt's first row per id, read here without the project's parser."""
+    rows = {}
+    for line in (root / ava_index.AVA_INDEX_FILE).read_text().splitlines():
+        fields = line.split()
+        if len(fields) == 15 and all(f.lstrip("-").isdigit() for f in fields):
+            rows.setdefault(int(fields[1]), [int(f) for f in fields])
+    return rows
+
+
+def test_every_example_matches_its_row_and_image(ava_dir, built):
+    root, manifest = ava_dir
+    examples = _examples(built)
+    rows = _rows(root)
+    expected_ids = set(manifest.good_ids) | set(REPORT_ROWS)
+    kept = {i for split in examples.values() for i in split}
+    assert kept == expected_ids
+    assert sum(len(split) for split in examples.values()) == len(expected_ids)  # no id in two splits
+    assert set(examples["test"]) == set(manifest.test_ids)
+    for split, by_id in examples.items():
+        for image_id, example in by_id.items():
+            counts = np.array(rows[image_id][2:12])
+            np.testing.assert_array_equal(example["rating_counts"], counts)
+            assert example["num_ratings"] == counts.sum()
+            np.testing.assert_allclose(example["rating_distribution"], counts / counts.sum(), rtol=1e-6)
+            assert abs(float(example["rating_distribution"].sum()) - 1) < 1e-6
+            scores = np.arange(1, 11)
+            mean = np.average(scores, weights=counts)
+            np.testing.assert_allclose(example["mean_score"], mean, rtol=1e-6)
+            np.testing.assert_allclose(example["std_score"], np.sqrt(np.average((scores - mean) ** 2, weights=counts)), rtol=1e-5)
+            assert list(example["semantic_tags"]) == rows[image_id][12:14]
+            assert example["challenge_id"] == rows[image_id][14]
+            stored = Image.open(io.BytesIO(example["image"]))
+            assert (stored.format, stored.mode, stored.size) == ("JPEG", "RGB", (256, 256))
+            with Image.open(root / ava_index.IMAGES_DIR / f"{image_id}.jpg") as source:
+                reference = ImageOps.exif_transpose(source).convert("RGBA")
+                flat = Image.new("RGB", reference.size, (255, 255, 255))
+                flat.paste(reference, mask=reference.getchannel("A"))
+                reference = np.asarray(flat.resize((256, 256), Image.Resampling.BICUBIC), dtype=float)
+            assert np.abs(np.asarray(stored, dtype=float) - reference).mean() < 8, image_id
+
+
+def test_report_rows_have_the_reports_mean_and_sd(built):
+    examples = {i: e for split in _examples(built).values() for i, e in split.items()}
+    for image_id, (_, mean, sd) in REPORT_ROWS.items():
+        assert round(float(examples[image_id]["mean_score"]), 6) == mean
+        assert round(float(examples[image_id]["std_score"]), 6) == sd
+
+
+def test_rejections_and_statistics_account_for_every_row(ava_dir, built):
+    root, manifest = ava_dir
+    dataset_dir = built / "ava" / "256" / "1.0.0"
+    rejected = [json.loads(line) for line in (dataset_dir / transforms.REJECTED_FILE).read_text().splitlines()]
+    assert collections.Counter((r["image_id"], r["reason"]) for r in rejected) == collections.Counter(
+        (image_id, reason.value) for image_id, reason in manifest.expected_rejections
+    )
+    stats = json.loads((dataset_dir / transforms.STATS_FILE).read_text())
+    rows = manifest.num_rows + len(REPORT_ROWS)
+    assert stats["index_rows"] == rows
+    examples = sum(stats["examples"].values())
+    assert examples == len(manifest.good_ids) + len(REPORT_ROWS)
+    assert examples + len(rejected) - stats["rejected"]["not_in_index"] == rows
+    for split, count in stats["examples"].items():
+        assert stats["statistics"][split]["num_ratings"]["count"] == count
+    votes = stats["statistics"]["all"]["num_ratings"]
+    assert 78 <= votes["min"] <= votes["q1"] <= votes["median"] <= votes["q3"] <= votes["max"] <= 549
+    assert (dataset_dir / transforms.EDA_FIGURE_FILE).stat().st_size > 10_000
+
+
+def test_tfds_build_command_gives_the_same_examples(ava_dir, built, tmp_path):
+    root, _ = ava_dir
+    subprocess.run(
+        [
+            "tfds", "build", "ava", "--imports=ava_tfds", "--config=256",
+            f"--manual_dir={root}", f"--data_dir={tmp_path}",
+            f"--beam_pipeline_options=runner={BEAM_RUNNER}",
+        ],
+        check=True, cwd=REPO, capture_output=True, text=True,
+    )
+    ours, theirs = _examples(built), _examples(tmp_path)
+    assert ours.keys() == theirs.keys()
+    for split in ours:
+        assert ours[split].keys() == theirs[split].keys()
+        for image_id, example in ours[split].items():
+            assert example["image"] == theirs[split][image_id]["image"]
+            np.testing.assert_array_equal(example["rating_distribution"], theirs[split][image_id]["rating_distribution"])
