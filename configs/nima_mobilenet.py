@@ -52,6 +52,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.train.seed = 0
     config.train.mixed_precision = True
     config.train.jit_compile = True
+    # 0 trains on the whole split each epoch; n stops an epoch after n steps (smoke runs).
+    config.train.max_steps_per_epoch = 0
     config.train.log_every_steps = 100
     config.train.checkpoint_every_steps = 500
     config.train.keep_checkpoints = 3

@@ -80,3 +80,30 @@ class TinyAva:
 @pytest.fixture
 def tiny_ava(tmp_path) -> TinyAva:
     return TinyAva(tmp_path / "ava")
+
+
+@pytest.fixture(scope="session")
+def sample_data_dir(tmp_path_factory) -> str:
+    """The `ava/sample` dataset built once per session, through the real build command."""
+    import subprocess
+    import sys
+
+    data_dir = tmp_path_factory.mktemp("tfds")
+    subprocess.run(
+        [
+            sys.executable, "-m", "beam_pipelines.build", "--config=sample", f"--output_dir={data_dir}",
+            f"--runner={BEAM_RUNNER}", "--direct_num_workers=2", "--direct_running_mode=multi_processing",
+        ],
+        check=True, cwd=pathlib.Path(__file__).resolve().parents[1], capture_output=True,
+    )
+    return str(data_dir)
+
+
+@pytest.fixture
+def demo_config(sample_data_dir):
+    """configs/demo.py pointed at the session's sample dataset."""
+    from configs import demo
+
+    config = demo.get_config()
+    config.dataset.data_dir = sample_data_dir
+    return config

@@ -61,7 +61,8 @@ class _Progress:
         )
 
     def as_dict(self) -> dict[str, tf.Variable]:
-        return dataclasses.asdict(self)
+        # Not dataclasses.asdict: it deep-copies, and the checkpoint must track these very variables.
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, strategy: tf.distribute.Strategy) -> dict:
@@ -214,6 +215,8 @@ def _steps_per_epoch(config: ml_collections.ConfigDict, num_train: int) -> int:
     if config.input.max_images_per_bin:
         images = min(images, config.input.max_images_per_bin * ratings.NUM_BINS)
     steps = images // config.train.global_batch_size
+    if config.train.max_steps_per_epoch:
+        steps = min(steps, config.train.max_steps_per_epoch)
     if steps < 1:
         raise ValueError(
             f"{images} training images make no full batch of {config.train.global_batch_size}: "

@@ -1,0 +1,1 @@
+"""Speed and memory benchmarks of the dataset build; results in benchmarks/RESULTS.md."""

@@ -1,0 +1,83 @@
+"""The tf.data input on the built sample: shapes, ranges, determinism, sharding, resume, undersampling."""
+
+import numpy as np
+import tensorflow as tf
+
+from ava_tfds.ava import features
+from trainer import input_pipeline
+
+PIXELS, DISTRIBUTION = input_pipeline.PIXELS, input_pipeline.DISTRIBUTION
+
+
+def _context(num_pipelines=1, pipeline_id=0, replicas=1):
+    return tf.distribute.InputContext(num_pipelines, pipeline_id, replicas)
+
+
+def _batches(dataset, n):
+    return [{k: v.numpy() for k, v in batch.items()} for batch in dataset.take(n)]
+
+
+def test_training_batches_have_the_model_shape_and_pixel_range(demo_config):
+    demo_config.train.global_batch_size = 8
+    batch = _batches(input_pipeline.train_dataset(demo_config, _context(), epoch=0), 1)[0]
+    size = demo_config.input.image_size
+    assert batch[PIXELS].shape == (8, size, size, 3) and batch[PIXELS].dtype == np.float32
+    assert 0.0 <= batch[PIXELS].min() and batch[PIXELS].max() <= 255.0 and batch[PIXELS].std() > 5
+    assert batch[DISTRIBUTION].shape == (8, 10)
+    np.testing.assert_allclose(batch[DISTRIBUTION].sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_same_seed_same_batches_other_epoch_other_crops(demo_config):
+    demo_config.train.global_batch_size = 8
+    demo_config.input.deterministic = True
+    first = _batches(input_pipeline.train_dataset(demo_config, _context(), epoch=0), 3)
+    again = _batches(input_pipeline.train_dataset(demo_config, _context(), epoch=0), 3)
+    other = _batches(input_pipeline.train_dataset(demo_config, _context(), epoch=1), 3)
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a[PIXELS], b[PIXELS])
+    assert not np.array_equal(first[0][PIXELS], other[0][PIXELS])
+
+
+def test_skipping_batches_resumes_the_same_epoch(demo_config):
+    demo_config.train.global_batch_size = 4
+    demo_config.input.deterministic = True
+    full = _batches(input_pipeline.train_dataset(demo_config, _context(), epoch=2), 5)
+    resumed = _batches(input_pipeline.train_dataset(demo_config, _context(), epoch=2, skip_batches=3), 2)
+    for a, b in zip(full[3:], resumed):
+        np.testing.assert_array_equal(a[PIXELS], b[PIXELS])
+        np.testing.assert_array_equal(a[DISTRIBUTION], b[DISTRIBUTION])
+
+
+def test_input_pipelines_share_out_the_images(demo_config):
+    ids = []
+    for pipeline_id in (0, 1):
+        records = input_pipeline._read(demo_config, "train", _context(2, pipeline_id, 2), shuffle_seed=0)
+        ids.append({int(r[features.IMAGE_ID]) for r in records.as_numpy_iterator()})
+    everything = {int(r[features.IMAGE_ID]) for r in input_pipeline.eval_records(demo_config, "train").as_numpy_iterator()}
+    assert ids[0] and ids[1] and not ids[0] & ids[1]
+    assert ids[0] | ids[1] == everything
+
+
+def test_evaluation_sees_each_whole_image_once(demo_config):
+    dataset = input_pipeline.eval_dataset(demo_config, "test", batch_size=16)
+    batches = _batches(dataset, 100)
+    ids = np.concatenate([b[features.IMAGE_ID] for b in batches])
+    assert len(ids) == len(set(ids)) == input_pipeline.num_examples(demo_config, "test")
+    record = next(input_pipeline.eval_records(demo_config, "test").as_numpy_iterator())
+    expected = input_pipeline.decode_for_model(record[features.IMAGE], demo_config.input.image_size).numpy()
+    np.testing.assert_array_equal(batches[0][PIXELS][0], expected)
+
+
+def test_undersampling_caps_each_score_bin(demo_config):
+    demo_config.input.max_images_per_bin = 5
+    demo_config.input.shuffle_buffer = 1
+    records = input_pipeline._undersample(input_pipeline.eval_records(demo_config, "train"), 5)
+    bins = [int(np.clip(np.floor(r[features.MEAN_SCORE]), 1, 10)) for r in records.as_numpy_iterator()]
+    counts = np.bincount(bins, minlength=11)
+    everything = [int(np.clip(np.floor(r[features.MEAN_SCORE]), 1, 10)) for r in input_pipeline.eval_records(demo_config, "train").as_numpy_iterator()]
+    np.testing.assert_array_equal(counts, np.minimum(np.bincount(everything, minlength=11), 5))
+
+
+def test_training_distribution_is_the_mean_of_the_split(demo_config):
+    distributions = [r[features.RATING_DISTRIBUTION] for r in input_pipeline.eval_records(demo_config, "train").as_numpy_iterator()]
+    np.testing.assert_allclose(input_pipeline.training_distribution(demo_config).numpy(), np.mean(distributions, axis=0), rtol=1e-5)

@@ -1,0 +1,86 @@
+"""EMD and the AVA metrics against hand-computed cases and scipy."""
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from trainer import metrics
+
+SCORES = np.arange(1, 11)
+
+
+def _random_distributions(n, seed):
+    rng = np.random.default_rng(seed)
+    return rng.dirichlet(np.ones(10) * 0.7, size=n)
+
+
+def test_emd_hand_computed():
+    p = np.zeros(10)
+    p[0] = 1.0  # all votes on 1
+    q = np.zeros(10)
+    q[1] = 1.0  # all votes on 2: the CDFs differ by 1 in the first bin only
+    assert float(metrics.emd(p[None], q[None])[0]) == pytest.approx(np.sqrt(1 / 10))
+    q = np.zeros(10)
+    q[9] = 1.0  # all on 10: the CDFs differ by 1 in bins 1..9
+    assert float(metrics.emd(p[None], q[None])[0]) == pytest.approx(np.sqrt(9 / 10))
+    assert float(metrics.emd(q[None], q[None])[0]) == 0.0
+
+
+def test_emd_r2_is_energy_distance_over_sqrt20():
+    p, q = _random_distributions(50, 0), _random_distributions(50, 1)
+    ours = metrics.emd(p, q).numpy()
+    for i in range(50):
+        energy = stats.energy_distance(SCORES, SCORES, u_weights=p[i], v_weights=q[i])
+        assert ours[i] == pytest.approx(energy / np.sqrt(20), rel=1e-5)
+
+
+def test_emd_r1_is_wasserstein_over_number_of_bins():
+    p, q = _random_distributions(20, 2), _random_distributions(20, 3)
+    ours = metrics.emd(p, q, r=1.0).numpy()
+    for i in range(20):
+        assert ours[i] == pytest.approx(stats.wasserstein_distance(SCORES, SCORES, p[i], q[i]) / 10, rel=1e-5)
+
+
+def test_mean_and_std_of_distributions():
+    p = np.zeros((1, 10))
+    p[0, [0, 2]] = 0.5  # scores 1 and 3
+    assert metrics.mean_score(p)[0] == pytest.approx(2.0)
+    assert metrics.std_score(p)[0] == pytest.approx(1.0)
+
+
+def test_accuracy_thresholds_at_five():
+    true = np.array([4.0, 5.5, 6.0, 5.0, 7.0])
+    predicted = np.array([4.5, 5.1, 4.9, 5.2, 7.5])
+    # same side of 5: yes, yes, no, no (5.0 is not > 5, 5.2 is), yes
+    assert metrics.binary_accuracy(true, predicted) == pytest.approx(3 / 5)
+
+
+def test_correlations_match_scipy_including_ties():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=200)
+    y = 0.5 * x + rng.normal(size=200)
+    y_tied = np.round(y)
+    assert metrics.correlation(x, y, "lcc") == pytest.approx(stats.pearsonr(x, y).statistic)
+    assert metrics.correlation(x, y_tied, "srcc") == pytest.approx(stats.spearmanr(x, y_tied).statistic)
+
+
+def test_constant_predictions_have_no_correlation():
+    true = _random_distributions(30, 5)
+    constant = np.broadcast_to(true.mean(axis=0), true.shape)
+    result = metrics.evaluate_distributions(true, constant)
+    assert result["lcc_mean"] == 0.0 and result["srcc_mean"] == 0.0
+    assert result["num_images"] == 30
+    np.testing.assert_allclose(result["emd"], metrics.emd(true, constant).numpy().mean(), rtol=1e-6)
+
+
+def test_perfect_predictions():
+    true = _random_distributions(30, 6)
+    result = metrics.evaluate_distributions(true, true)
+    assert result["emd"] == pytest.approx(0.0, abs=1e-7)
+    assert result["accuracy"] == 1.0 and result["srcc_mean"] == pytest.approx(1.0)
+    assert result["mae_mean"] == pytest.approx(0.0, abs=1e-9) and result["rmse_mean"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_unknown_correlation_kind():
+    with pytest.raises(ValueError, match="'lcc' or 'srcc'"):
+        metrics.correlation([1, 2], [2, 1], "kendall")
