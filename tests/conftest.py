@@ -107,3 +107,22 @@ def demo_config(sample_data_dir):
     config = demo.get_config()
     config.dataset.data_dir = sample_data_dir
     return config
+
+
+@pytest.fixture(scope="session")
+def trained_workdir(sample_data_dir, tmp_path_factory) -> str:
+    """A tiny model trained briefly on the sample: enough for evaluation, export and predict."""
+    import tensorflow as tf
+
+    from configs import demo
+    from trainer import train
+
+    config = demo.get_config()
+    config.dataset.data_dir = sample_data_dir
+    config.input.image_size = 64
+    config.train.max_steps_per_epoch = 4
+    config.head.epochs = 1
+    config.finetune.epochs = 1
+    workdir = str(tmp_path_factory.mktemp("run"))
+    train.train_and_evaluate(config, workdir, tf.distribute.get_strategy())
+    return workdir

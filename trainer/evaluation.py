@@ -38,13 +38,12 @@ def evaluate_model(model: keras.Model, config: ml_collections.ConfigDict, split:
     return metrics.evaluate_distributions(predictions.true_distribution, predictions.predicted_distribution)
 
 
-def evaluate_constant(distribution: np.ndarray, config: ml_collections.ConfigDict, split: str) -> dict[str, float]:
-    """The baseline: the same distribution predicted for every image of `split`."""
-    true = np.stack(list(_true_distributions(config, split)))
-    return metrics.evaluate_distributions(true, np.broadcast_to(distribution, true.shape))
-
-
-def _true_distributions(config, split):
-    records = input_pipeline.eval_records(config, split)
-    for record in records.as_numpy_iterator():
-        yield record[features.RATING_DISTRIBUTION]
+def compare_with_baseline(model: keras.Model, config: ml_collections.ConfigDict, split: str) -> tuple[Predictions, dict]:
+    """The model's metrics on `split` beside those of the baseline every model must beat:
+    the training split's mean distribution predicted for every image."""
+    predictions = predict_split(model, config, split)
+    baseline = np.broadcast_to(input_pipeline.training_distribution(config).numpy(), predictions.true_distribution.shape)
+    return predictions, {
+        "model": metrics.evaluate_distributions(predictions.true_distribution, predictions.predicted_distribution),
+        "baseline": metrics.evaluate_distributions(predictions.true_distribution, baseline),
+    }

@@ -26,17 +26,26 @@ def emd(y_true: tf.Tensor, y_pred: tf.Tensor, r: float = 2.0) -> tf.Tensor:
     return tf.pow(tf.reduce_mean(tf.pow(cdf_gap, r), axis=-1), 1.0 / r)
 
 
+def score_mean_and_std(distribution: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Mean score and its standard deviation under each distribution [..., NUM_BINS].
+
+    A TensorFlow function so that the exported serving graph computes the very same
+    numbers as the evaluation.
+    """
+    scores = tf.constant(ratings.SCORES, dtype=distribution.dtype)
+    mean = tf.reduce_sum(distribution * scores, axis=-1)
+    variance = tf.reduce_sum(distribution * tf.square(scores - mean[..., None]), axis=-1)
+    return mean, tf.sqrt(tf.maximum(variance, 0.0))
+
+
 def mean_score(distribution) -> np.ndarray:
     """Expected score of each distribution [N, NUM_BINS] -> [N]."""
-    return np.asarray(distribution, dtype=np.float64) @ ratings.SCORES
+    return score_mean_and_std(tf.constant(distribution, tf.float64))[0].numpy()
 
 
 def std_score(distribution) -> np.ndarray:
     """Standard deviation of the score under each distribution [N, NUM_BINS] -> [N]."""
-    distribution = np.asarray(distribution, dtype=np.float64)
-    means = distribution @ ratings.SCORES
-    variance = distribution @ (ratings.SCORES**2) - means**2
-    return np.sqrt(np.maximum(variance, 0.0))
+    return score_mean_and_std(tf.constant(distribution, tf.float64))[1].numpy()
 
 
 def binary_accuracy(true_mean, predicted_mean, threshold: float = ratings.GOOD_PHOTO_THRESHOLD) -> float:

@@ -288,22 +288,20 @@ def _append_history(path: str, row: dict) -> None:
 def _final_metrics(model, best_checkpoint: str | None, config) -> dict:
     if best_checkpoint:
         tf.train.Checkpoint(model=model).restore(best_checkpoint).expect_partial()
-    baseline = input_pipeline.training_distribution(config).numpy()
     split = config.dataset.test_split
-    model_metrics = evaluation.evaluate_model(model, config, split)
-    baseline_metrics = evaluation.evaluate_constant(baseline, config, split)
+    _, result = evaluation.compare_with_baseline(model, config, split)
     logging.info(
         "%s split, best checkpoint: EMD %.4f, accuracy %.3f, SRCC %.3f | baseline (training mean distribution): "
         "EMD %.4f, accuracy %.3f, SRCC %.3f",
         split,
-        model_metrics["emd"],
-        model_metrics["accuracy"],
-        model_metrics["srcc_mean"],
-        baseline_metrics["emd"],
-        baseline_metrics["accuracy"],
-        baseline_metrics["srcc_mean"],
+        result["model"]["emd"],
+        result["model"]["accuracy"],
+        result["model"]["srcc_mean"],
+        result["baseline"]["emd"],
+        result["baseline"]["accuracy"],
+        result["baseline"]["srcc_mean"],
     )
-    return {"split": split, "model": model_metrics, "baseline": baseline_metrics, "checkpoint": best_checkpoint}
+    return {"split": split, "checkpoint": best_checkpoint, **result}
 
 
 def _worker_dir(workdir: str, name: str, chief: bool) -> str:

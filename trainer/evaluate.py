@@ -1,0 +1,130 @@
+"""Evaluates a run on the official test list: `python -m trainer.evaluate --workdir=DIR [--split=test]`.
+
+Writes under DIR/eval/: `metrics.json` (the model's figures, the baseline's, and the
+published AVA results), `report.md` (the same as a table, also printed), and figures:
+predicted against true mean score, the two distributions of mean scores with the tails
+enlarged, error by true-score bucket, the training curves, and the best and worst scored
+images.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+from absl import app, flags
+
+from ava_tfds.ava import features
+from trainer import evaluation, input_pipeline, metrics, plots, train, workdir as workdir_lib
+
+EVAL_DIR = "eval"
+METRICS_FILE, REPORT_FILE = "metrics.json", "report.md"
+# Published results on the official AVA test list, as the project report tabulates them.
+PUBLISHED = [
+    {"name": "Murray et al. 2012", "accuracy": 0.6800},
+    {"name": "Kong et al. 2016 (Reg)", "accuracy": 0.7204},
+    {"name": "Lu et al. 2014 (DCNN)", "accuracy": 0.7325},
+    {"name": "Lu et al. 2015 (DMA)", "accuracy": 0.7446},
+    {"name": "Schwarz et al. 2018", "accuracy": 0.7583},
+    {"name": "NIMA MobileNet (Talebi & Milanfar 2018)", "accuracy": 0.8036, "emd": 0.081, "lcc_mean": 0.518, "srcc_mean": 0.510},
+    {"name": "NIMA Inception-v2 (Talebi & Milanfar 2018)", "accuracy": 0.8151, "emd": 0.050, "lcc_mean": 0.638, "srcc_mean": 0.612},
+]
+_COLUMNS = ("num_images", "accuracy", "emd", "lcc_mean", "srcc_mean", "lcc_std", "srcc_std", "mae_mean", "rmse_mean")
+
+FLAGS = flags.FLAGS
+
+
+def evaluate_run(workdir: str, split: str = "test", data_dir: str = "") -> dict:
+    """Scores the run's best checkpoint on `split`, writes the report and figures, returns the metrics."""
+    config = workdir_lib.load_config(workdir)
+    if data_dir:
+        config.dataset.data_dir = data_dir
+    model, checkpoint = workdir_lib.restore_model(workdir, config)
+    predictions, comparison = evaluation.compare_with_baseline(model, config, split)
+    result = {"split": split, "checkpoint": checkpoint, **comparison, "published": PUBLISHED}
+    out = os.path.join(workdir, EVAL_DIR)
+    tf.io.gfile.makedirs(out)
+    with tf.io.gfile.GFile(os.path.join(out, METRICS_FILE), "w") as file:
+        json.dump(result, file, indent=2)
+    with tf.io.gfile.GFile(os.path.join(out, REPORT_FILE), "w") as file:
+        file.write(report_table(result))
+    _write_figures(out, predictions, config, workdir, split)
+    return result
+
+
+def report_table(result: dict) -> str:
+    """A Markdown table: this run, the constant baseline, then the published results."""
+    header = "| model | " + " | ".join(_COLUMNS) + " |\n|" + " --- |" * (len(_COLUMNS) + 1) + "\n"
+    rows = [("this run (" + os.path.basename(str(result["checkpoint"])) + ")", result["model"]),
+            ("baseline: training mean distribution", result["baseline"])]
+    rows += [(entry["name"], entry) for entry in result["published"]]
+    lines = [f"| {name} | " + " | ".join(_format(values.get(column)) for column in _COLUMNS) + " |" for name, values in rows]
+    return f"Evaluation on the {result['split']} split\n\n" + header + "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    result = evaluate_run(FLAGS.workdir, FLAGS.split, FLAGS.data_dir)
+    print(report_table(result))
+    print(f"report, metrics and figures: {os.path.join(FLAGS.workdir, EVAL_DIR)}")
+
+
+def _format(value) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:.4f}"
+
+
+def _write_figures(out: str, predictions: evaluation.Predictions, config, workdir: str, split: str) -> None:
+    true_mean = metrics.mean_score(predictions.true_distribution)
+    predicted_mean = metrics.mean_score(predictions.predicted_distribution)
+    figures = {
+        "scatter.png": plots.scatter(true_mean, predicted_mean),
+        "mean_distributions.png": plots.mean_distributions(true_mean, predicted_mean),
+        "error_by_bucket.png": plots.error_by_bucket(true_mean, predicted_mean),
+        "best_and_worst.png": plots.best_and_worst(
+            _images_by_id(config, split, _extremes(predictions.image_ids, predicted_mean)),
+            predictions.image_ids,
+            true_mean,
+            predicted_mean,
+        ),
+    }
+    history_path = os.path.join(workdir, train.HISTORY_FILE)
+    if tf.io.gfile.exists(history_path):
+        with tf.io.gfile.GFile(history_path) as file:
+            figures["training_curves.png"] = plots.training_curves(pd.read_csv(file))
+    for name, png in figures.items():
+        with tf.io.gfile.GFile(os.path.join(out, name), "wb") as file:
+            file.write(png)
+
+
+def _extremes(image_ids: np.ndarray, predicted_mean: np.ndarray, count: int = plots.GRID_SIDE) -> set[int]:
+    order = np.argsort(predicted_mean)
+    return {int(image_ids[i]) for i in np.concatenate([order[:count], order[-count:]])}
+
+
+def _images_by_id(config, split: str, wanted: set[int]) -> dict[int, np.ndarray]:
+    images = {}
+    for record in input_pipeline.eval_records(config, split).as_numpy_iterator():
+        image_id = int(record[features.IMAGE_ID])
+        if image_id in wanted:
+            images[image_id] = tf.io.decode_image(record[features.IMAGE], channels=3, expand_animations=False).numpy()
+    return images
+
+
+def _define_flags() -> None:
+    """Flags exist only when this module is the program, so importing it clashes with nothing."""
+    flags.DEFINE_string("workdir", None, "The trainer.main --workdir to evaluate.", required=True)
+    flags.DEFINE_string("split", "test", "Split of the dataset to evaluate on (test is the official list).")
+    flags.DEFINE_string("data_dir", "", "Read the dataset from here instead of the run's own data_dir.")
+
+
+if __name__ == "__main__":
+    _define_flags()
+    app.run(main)

@@ -1,0 +1,39 @@
+"""Reading a training run back from its --workdir: the config it ran with and its best weights."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import keras
+import ml_collections
+import tensorflow as tf
+
+from trainer import models, train
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+    path = os.path.join(workdir, train.CONFIG_FILE)
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(f"{path} does not exist: is {workdir} the --workdir of a trainer.main run?")
+    with tf.io.gfile.GFile(path) as file:
+        return ml_collections.ConfigDict(json.load(file))
+
+
+def restore_model(workdir: str, config: ml_collections.ConfigDict) -> tuple[keras.Model, str]:
+    """The model with the run's best weights (lowest validation EMD), else its latest ones."""
+    checkpoint = tf.train.latest_checkpoint(os.path.join(workdir, train.BEST_DIR)) or tf.train.latest_checkpoint(
+        os.path.join(workdir, train.CHECKPOINT_DIR)
+    )
+    if not checkpoint:
+        raise FileNotFoundError(f"{workdir} holds no checkpoint yet: train first (python -m trainer.main ...)")
+    model, _ = models.build_model(_without_download(config.model), config.input.image_size)
+    tf.train.Checkpoint(model=model).restore(checkpoint).expect_partial().assert_existing_objects_matched()
+    return model, checkpoint
+
+
+def _without_download(model_config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The architecture alone: the checkpoint overwrites every weight, so none are fetched."""
+    model_config = model_config.copy_and_resolve_references()
+    model_config.weights = "none"
+    return model_config
