@@ -24,7 +24,7 @@ import tensorflow_datasets as tfds
 from apache_beam.options.pipeline_options import PipelineOptions
 
 import ava_tfds  # noqa: F401  (registers the `ava` builder)
-from beam_pipelines import transforms
+from beam_pipelines import stats, transforms
 
 DATASET = "ava"
 
@@ -42,9 +42,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     stats_path = builder.data_path / transforms.STATS_FILE
     if stats_path.exists():
-        summary = json.loads(stats_path.read_text())
-        logging.info("examples per split: %s", summary["examples"])
-        logging.info("rejected by reason: %s", {k: v for k, v in summary["rejected"].items() if v})
+        print(stats.format_summary(json.loads(stats_path.read_text())))
     logging.info("dataset written to %s (read it with tfds.load('%s', data_dir=%r))", builder.data_path, f"{DATASET}/{args.config}", args.output_dir)
 
 

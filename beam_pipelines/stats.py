@@ -92,3 +92,20 @@ def eda_figure_png(examples: Sequence[ExampleSummary]) -> bytes:
     figure.savefig(buffer, format="png", dpi=100)
     plt.close(figure)
     return buffer.getvalue()
+
+
+def format_summary(summary: dict) -> str:
+    """`stats.json` as a person reads it: where the rows went, then the statistics per split."""
+    lines = [f"AVA.txt rows: {summary['index_rows']}"]
+    lines.append("examples: " + ", ".join(f"{split} {count}" for split, count in summary["examples"].items()))
+    rejected = {reason: count for reason, count in summary["rejected"].items() if count}
+    lines.append("rejected: " + (", ".join(f"{reason} {count}" for reason, count in rejected.items()) or "none"))
+    columns = ("count", "mean", "sd", "min", "q1", "median", "q3", "max")
+    lines.append(f"{'split':<11} {'feature':<12}" + "".join(f"{c:>9}" for c in columns))
+    for split, features in summary["statistics"].items():
+        for feature, described in features.items():
+            values = "".join(
+                f"{described[c]:>9d}" if c == "count" else f"{described.get(c, float('nan')):>9.2f}" for c in columns
+            )
+            lines.append(f"{split:<11} {feature:<12}{values}")
+    return "\n".join(lines) + "\n"
