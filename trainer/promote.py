@@ -1,0 +1,189 @@
+"""Promotes a newly trained model to serving only when it beats the champion.
+
+    python -m trainer.promote --candidate=gs://B/runs/ID/export \
+        --candidate_metrics=gs://B/runs/ID/run/eval/metrics.json \
+        --serving_dir=gs://B/serving --version=ID [--decision_file=/workspace/decision.env]
+
+The serving location holds every promoted model under `versions/<version>/` and one small
+pointer object, `champion.json`, naming the current one with its test metrics. A scheduled
+job must never publish a worse model, half a model, or lose the champion, so:
+
+- worse: the candidate is promoted only when its test EMD is lower *and* its SRCC higher
+  than the champion's (a tie keeps the champion); unreadable or incomplete metrics on
+  either side stop with an error and change nothing;
+- half: the SavedModel is first copied to a new version folder and checked file by file;
+  only then is the pointer rewritten, in one write (one object on GCS, a rename locally);
+- lost: nothing is ever deleted or overwritten in place: old versions stay, and a
+  candidate version that already exists is refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import math
+import os
+
+import tensorflow as tf
+from absl import app, flags
+
+POINTER_FILE = "champion.json"
+VERSIONS_DIR = "versions"
+METRICS_FILE = "metrics.json"
+# Lower is better for EMD, higher for SRCC; a candidate must win on both.
+LOWER_IS_BETTER, HIGHER_IS_BETTER = ("emd",), ("srcc_mean",)
+
+FLAGS = flags.FLAGS
+
+
+class PromotionError(RuntimeError):
+    """Something is unreadable or incomplete: nothing was promoted and nothing changed."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    promoted: bool
+    reason: str
+    version: str
+    champion_version: str | None
+
+    def as_env(self) -> str:
+        """Lines a later build step can `source`."""
+        return f"PROMOTED={'true' if self.promoted else 'false'}\nVERSION={self.version}\nCHAMPION={self.champion_version or ''}\n"
+
+
+def promote(candidate_dir: str, candidate_metrics_path: str, serving_dir: str, version: str) -> Decision:
+    candidate_metrics = read_metrics(candidate_metrics_path)
+    pointer_path = os.path.join(serving_dir, POINTER_FILE)
+    champion = _read_pointer(pointer_path)
+    if champion is not None:
+        better, reason = is_better(candidate_metrics, champion["metrics"])
+        if not better:
+            return Decision(False, reason, version, champion["version"])
+    else:
+        reason = "no champion yet: first promotion"
+    _check_saved_model(candidate_dir)
+    target = os.path.join(serving_dir, VERSIONS_DIR, version)
+    if tf.io.gfile.exists(target):
+        raise PromotionError(f"{target} already exists: versions are never overwritten; give a new --version")
+    _copy_tree(candidate_dir, target)
+    _verify_copy(candidate_dir, target)
+    _write_json(os.path.join(target, METRICS_FILE), candidate_metrics)
+    _write_pointer(
+        pointer_path,
+        {
+            "version": version,
+            "path": target,
+            "metrics": candidate_metrics,
+            "promoted_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+            "previous": champion["version"] if champion else None,
+        },
+    )
+    return Decision(True, reason, version, champion["version"] if champion else None)
+
+
+def is_better(candidate: dict, champion: dict) -> tuple[bool, str]:
+    """(whether the candidate beats the champion on every compared metric, why)."""
+    losses = [name for name in LOWER_IS_BETTER if not candidate[name] < champion[name]]
+    losses += [name for name in HIGHER_IS_BETTER if not candidate[name] > champion[name]]
+    comparison = ", ".join(f"{name} {candidate[name]:.4f} vs champion {champion[name]:.4f}" for name in LOWER_IS_BETTER + HIGHER_IS_BETTER)
+    if losses:
+        return False, f"the champion stays: the candidate does not beat it on {', '.join(losses)} ({comparison})"
+    return True, f"the candidate beats the champion ({comparison})"
+
+
+def read_metrics(path: str) -> dict[str, float]:
+    """The `model` metrics of a trainer.evaluate metrics.json; every compared one must be a finite number."""
+    try:
+        with tf.io.gfile.GFile(path) as file:
+            metrics = json.load(file)["model"]
+        values = {name: float(metrics[name]) for name in LOWER_IS_BETTER + HIGHER_IS_BETTER}
+    except (tf.errors.OpError, OSError, ValueError, KeyError, TypeError) as error:
+        raise PromotionError(
+            f"cannot read the metrics in {path} ({type(error).__name__}: {error}); expected trainer.evaluate's "
+            "metrics.json with model.emd and model.srcc_mean. Nothing was promoted."
+        ) from None
+    bad = [name for name, value in values.items() if not math.isfinite(value)]
+    if bad:
+        raise PromotionError(f"{path}: {', '.join(bad)} is not a finite number. Nothing was promoted.")
+    return {**{k: v for k, v in metrics.items() if isinstance(v, (int, float))}, **values}
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    decision = promote(FLAGS.candidate, FLAGS.candidate_metrics, FLAGS.serving_dir, FLAGS.version)
+    print(("PROMOTED " if decision.promoted else "KEPT CHAMPION ") + decision.reason)
+    if FLAGS.decision_file:
+        with tf.io.gfile.GFile(FLAGS.decision_file, "w") as file:
+            file.write(decision.as_env())
+
+
+def _read_pointer(path: str) -> dict | None:
+    if not tf.io.gfile.exists(path):
+        return None
+    try:
+        with tf.io.gfile.GFile(path) as file:
+            pointer = json.load(file)
+        metrics = {name: float(pointer["metrics"][name]) for name in LOWER_IS_BETTER + HIGHER_IS_BETTER}
+        return {"version": str(pointer["version"]), "metrics": metrics}
+    except (ValueError, KeyError, TypeError) as error:
+        raise PromotionError(
+            f"the champion pointer {path} is unreadable ({type(error).__name__}: {error}). Nothing was promoted; "
+            "repair it (or remove it to promote from scratch) by hand."
+        ) from None
+
+
+def _check_saved_model(directory: str) -> None:
+    for required in ("saved_model.pb", "variables"):
+        if not tf.io.gfile.exists(os.path.join(directory, required)):
+            raise PromotionError(f"{directory} is not a complete SavedModel ({required} is missing). Nothing was promoted.")
+
+
+def _files(root: str) -> dict[str, int]:
+    """Relative path -> size of every file under root."""
+    root = root.rstrip("/")
+    files = {}
+    for folder, _, names in tf.io.gfile.walk(root):
+        for name in names:
+            path = os.path.join(folder, name)
+            files[path[len(root) + 1 :]] = tf.io.gfile.stat(path).length
+    return files
+
+
+def _copy_tree(source: str, target: str) -> None:
+    for relative in _files(source):
+        destination = os.path.join(target, relative)
+        tf.io.gfile.makedirs(os.path.dirname(destination))
+        tf.io.gfile.copy(os.path.join(source, relative), destination, overwrite=False)
+
+
+def _verify_copy(source: str, target: str) -> None:
+    if _files(source) != _files(target):
+        raise PromotionError(f"the copy in {target} differs from {source}; the pointer was not switched")
+
+
+def _write_json(path: str, content: dict) -> None:
+    with tf.io.gfile.GFile(path, "w") as file:
+        json.dump(content, file, indent=2, sort_keys=True)
+
+
+def _write_pointer(path: str, content: dict) -> None:
+    """One write the readers see whole: a new object on GCS, a rename on a local disk."""
+    scratch = path + ".incoming"
+    _write_json(scratch, content)
+    tf.io.gfile.rename(scratch, path, overwrite=True)
+
+
+def _define_flags() -> None:
+    flags.DEFINE_string("candidate", None, "SavedModel directory of the new model (trainer.export).", required=True)
+    flags.DEFINE_string("candidate_metrics", None, "trainer.evaluate's metrics.json of the new model.", required=True)
+    flags.DEFINE_string("serving_dir", None, "The serving location (holds champion.json and versions/).", required=True)
+    flags.DEFINE_string("version", None, "Name of the new version, e.g. the Cloud Build id.", required=True)
+    flags.DEFINE_string("decision_file", "", "Write PROMOTED=, VERSION=, CHAMPION= lines here for later build steps.")
+
+
+if __name__ == "__main__":
+    _define_flags()
+    app.run(main)
