@@ -1,20 +1,38 @@
 """Trains NIMA: `python -m trainer.main --config=configs/nima_mobilenet.py --workdir=DIR --strategy=mirrored`.
 
 Any config value can be overridden on the command line (`--config.train.global_batch_size=512`);
-`--helpfull` lists them all. Run the same command again after a crash or preemption: it
-resumes from the last checkpoint in --workdir.
+`--helpfull` lists them with the defaults of configs/nima_mobilenet.py. Run the same command
+again after a crash or preemption: it resumes from the last checkpoint in --workdir.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+import configs
+from configs import nima_mobilenet
 from trainer import strategies, train
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py).", lock_config=True)
+
+def _config_help() -> str:
+    leaves = []
+
+    def walk(node, prefix):
+        for key, value in node.items():
+            if hasattr(value, "items"):
+                walk(value, f"{prefix}{key}.")
+            else:
+                leaves.append(f"--config.{prefix}{key}={value!r}")
+
+    walk(nima_mobilenet.get_config(), "")
+    return "Experiment config file (configs/*.py). Every value can be overridden; those of configs/nima_mobilenet.py: " + " ".join(leaves)
+
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, _config_help(), lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, logs, history and metrics go (local or gs://).")
 _STRATEGY = flags.DEFINE_enum("strategy", "default", list(strategies.STRATEGIES), "tf.distribute strategy.")
 _TPU = flags.DEFINE_string("tpu", "", "TPU address for --strategy=tpu ('' means the local TPU VM).")
@@ -32,10 +50,23 @@ def main(argv: list[str]) -> None:
         f"{result['split']} split ({model['num_images']} images)\n"
         f"{'':10s} {'EMD':>7s} {'accuracy':>9s} {'LCC':>6s} {'SRCC':>6s}\n"
         f"{'model':10s} {model['emd']:7.4f} {model['accuracy']:9.3f} {model['lcc_mean']:6.3f} {model['srcc_mean']:6.3f}\n"
-        f"{'baseline':10s} {baseline['emd']:7.4f} {baseline['accuracy']:9.3f} {baseline['lcc_mean']:6.3f} {baseline['srcc_mean']:6.3f}",
-        file=sys.stdout,
+        f"{'baseline':10s} {baseline['emd']:7.4f} {baseline['accuracy']:9.3f} {baseline['lcc_mean']:6.3f} {baseline['srcc_mean']:6.3f}"
     )
 
 
+def resolve_config_path(argv: list[str]) -> list[str]:
+    """Lets `--config=configs/x.py` name the installed config where the repository is not
+    there (a Vertex AI container that pip-installed the package)."""
+    resolved = []
+    for arg in argv:
+        if arg.startswith("--config="):
+            path, colon, parameter = arg[len("--config="):].partition(":")
+            installed = os.path.join(os.path.dirname(configs.__file__), os.path.basename(path))
+            if not os.path.exists(path) and os.path.exists(installed):
+                arg = f"--config={installed}{colon}{parameter}"
+        resolved.append(arg)
+    return resolved
+
+
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, argv=resolve_config_path(sys.argv))
