@@ -3,6 +3,7 @@
 import json
 import os
 import pathlib
+import re
 import signal
 import socket
 import subprocess
@@ -42,10 +43,11 @@ def _run_worker(strategy, workdir, data_dir, logical_cpus=1, env=None, **overrid
     )
 
 
-def _finish(process, timeout=600):
+def _finish(process, timeout=600, with_log=False):
     stdout, stderr = process.communicate(timeout=timeout)
     assert process.returncode == 0, stderr[-3000:]
-    return json.loads(stdout.strip().splitlines()[-1])
+    result = json.loads(stdout.strip().splitlines()[-1])
+    return (result, stderr) if with_log else result
 
 
 def _history(workdir):
@@ -126,20 +128,20 @@ def test_sigkill_in_phase_two_resumes_and_ends_like_an_uninterrupted_run(sample_
     assert head_steps < killed_at < 3 * head_steps
 
     resumed = _run_worker("default", workdir, sample_data_dir, env=env, **overrides)
-    result = _finish(resumed)
+    result, log = _finish(resumed, with_log=True)
+    assert re.search(r"resumed from \S+ckpt-\d+: phase finetune, epoch \d, step \d+ of the epoch", log), log[-3000:]
     history = _history(workdir)
     assert list(history["global_step"]) == list(_history(tmp_path / "reference")["global_step"])
     np.testing.assert_allclose(result["model"]["emd"], uninterrupted["model"]["emd"], rtol=1e-4)
     np.testing.assert_allclose(history["train_loss"].iloc[-1], _history(tmp_path / "reference")["train_loss"].iloc[-1], rtol=1e-4)
 
 
-def test_resumed_log_names_the_phase_epoch_and_step(sample_data_dir, tmp_path):
-    first = _finish(_run_worker("default", tmp_path, sample_data_dir))
-    again = _run_worker("default", tmp_path, sample_data_dir)
-    _, stderr = again.communicate(timeout=300)
-    assert again.returncode == 0
-    assert "resumed from" in stderr and "phase" in stderr
-    assert first["model"]["num_images"] > 0
+def test_mixed_precision_and_xla_train_with_a_float32_head(sample_data_dir, tmp_path):
+    result = _finish(_run_worker("default", tmp_path, sample_data_dir, **{
+        "train.mixed_precision": True, "train.jit_compile": True, "train.max_steps_per_epoch": 3}))
+    assert np.isfinite(result["model"]["emd"])
+    history = _history(tmp_path)
+    assert np.isfinite(history["train_loss"]).all() and len(history) == 2
 
 
 def test_nan_loss_stops_the_run_naming_the_step(demo_config, tmp_path):
