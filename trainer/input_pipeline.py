@@ -2,9 +2,11 @@
 
 Training: records are read with the image still encoded, shuffled, and one parallel map
 decodes only a random window of each JPEG (`decode_and_crop_jpeg`: the rest of the image
-is never decoded), flips it and resizes it to the model input. Evaluation decodes the
-whole image and resizes it. Pixels stay in 0..255: each backbone's own preprocessing is
-inside the model, so the exported model takes the same input.
+is never decoded), flips it and resizes it to the model input if it differs (the paper
+setting, a 224 window of the 256 image, needs no resize). Training pixels stay uint8 so
+that batching and the copy to the accelerator move a quarter of the bytes; the step
+casts them. Evaluation decodes the whole image and resizes it. Pixels are 0..255: each
+backbone's own preprocessing is inside the model, so the exported model takes the same input.
 
 The random window and flip of an image depend only on (seed, epoch, image id), so a run
 resumed mid-epoch or sharded differently sees the same crops.
@@ -123,7 +125,12 @@ def _random_crop(record, image_size: int, crop_fraction: float, seed: int):
     window = tf.stack([offset_y, offset_x, crop_height, crop_width])
     image = tf.image.decode_and_crop_jpeg(encoded, window, channels=3)
     image = tf.image.stateless_random_flip_left_right(image, seed=flip_seed)
-    pixels = tf.image.resize(tf.cast(image, tf.float32), [image_size, image_size], antialias=True)
+    pixels = tf.cond(
+        tf.logical_and(crop_height == image_size, crop_width == image_size),
+        lambda: image,
+        lambda: tf.saturate_cast(tf.round(tf.image.resize(image, [image_size, image_size], antialias=True)), tf.uint8),
+    )
+    pixels = tf.ensure_shape(pixels, [image_size, image_size, 3])
     return {PIXELS: pixels, DISTRIBUTION: record[features.RATING_DISTRIBUTION]}
 
 

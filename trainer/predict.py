@@ -23,6 +23,7 @@ import tqdm
 from absl import app, flags
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
+_BATCHES_IN_FLIGHT = 2
 _BARS = " ▁▂▃▄▅▆▇█"
 
 FLAGS = flags.FLAGS
@@ -62,20 +63,30 @@ def expand_paths(patterns: Sequence[str]) -> tuple[list[str], list[Failure]]:
 
 
 def score_files(model_dir: str, paths: Sequence[str], batch_size: int = 32, progress: bool = True) -> tuple[list[Score], list[Failure]]:
-    """Scores every path; reads overlap with the model through a thread pool."""
+    """Scores every path. Files are read by a thread pool, and two batches are in the model
+    at once, so one batch's in-graph decoding overlaps the other's network."""
     serve = tf.saved_model.load(model_dir).signatures["serving_default"]
     scores, failures = [], []
-    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool, tqdm.tqdm(
-        total=len(paths), unit="photo", disable=not progress, file=sys.stderr
-    ) as bar:
-        for batch in _batches(pool.map(_read, paths), batch_size):
-            readable = [(path, data) for path, data, failure in batch if failure is None]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as readers, concurrent.futures.ThreadPoolExecutor(
+        max_workers=_BATCHES_IN_FLIGHT
+    ) as scorers, tqdm.tqdm(total=len(paths), unit="photo", disable=not progress, file=sys.stderr) as bar:
+        in_flight = []
+        for batch in _batches(readers.map(_read, paths), batch_size):
             failures += [failure for _, _, failure in batch if failure is not None]
-            batch_scores, batch_failures = _score(serve, readable)
-            scores += batch_scores
-            failures += batch_failures
-            bar.update(len(batch))
+            readable = [(path, data) for path, data, failure in batch if failure is None]
+            in_flight.append((scorers.submit(_score, serve, readable), len(batch)))
+            if len(in_flight) > _BATCHES_IN_FLIGHT:
+                scores, failures = _collect(in_flight.pop(0), scores, failures, bar)
+        for pending in in_flight:
+            scores, failures = _collect(pending, scores, failures, bar)
     return sorted(scores, key=lambda s: -s.mean), failures
+
+
+def _collect(pending, scores: list, failures: list, bar) -> tuple[list, list]:
+    future, size = pending
+    batch_scores, batch_failures = future.result()
+    bar.update(size)
+    return scores + batch_scores, failures + batch_failures
 
 
 def main(argv: list[str]) -> None:

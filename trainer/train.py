@@ -240,7 +240,7 @@ def _make_train_step(model, optimizer, strategy, global_batch: int, jit_compile:
     @tf.function(jit_compile=jit_compile)
     def loss_and_gradients(batch):
         with tf.GradientTape() as tape:
-            predicted = model(batch[input_pipeline.PIXELS], training=True)
+            predicted = model(tf.cast(batch[input_pipeline.PIXELS], tf.float32), training=True)
             per_image = metrics.emd(batch[input_pipeline.DISTRIBUTION], predicted)
             loss = tf.nn.compute_average_loss(per_image, global_batch_size=global_batch)
             scaled = optimizer.scale_loss(loss)
