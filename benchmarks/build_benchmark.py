@@ -74,9 +74,9 @@ class Sample:
 def make_sample(root: pathlib.Path, name: str, num_images: int, seed: int, min_side: int, max_side: int) -> Sample:
     path = root / name
     start = time.perf_counter()
-    for seed in range(seed, seed + 1000):  # TFDS refuses to write an empty split: take a seed that fills all three
+    for candidate_seed in range(seed, seed + 1000):  # TFDS refuses to write an empty split: take a seed that fills all three
         shutil.rmtree(path, ignore_errors=True)
-        manifest = sample.write_sample(str(path), num_images, seed=seed, min_side=min_side, max_side=max_side)
+        manifest = sample.write_sample(str(path), num_images, seed=candidate_seed, min_side=min_side, max_side=max_side)
         test_ids = set(manifest.test_ids)
         splits = {
             ava_index.assign_split(i, i in test_ids, ava_tfds_builder.VALIDATION_FRACTION) for i in manifest.good_ids

@@ -82,7 +82,7 @@ def test_every_example_matches_its_row_and_image(ava_dir, built):
     assert kept == expected_ids
     assert sum(len(split) for split in examples.values()) == len(expected_ids)  # no id in two splits
     assert set(examples["test"]) == set(manifest.test_ids)
-    for split, by_id in examples.items():
+    for by_id in examples.values():
         for image_id, example in by_id.items():
             counts = np.array(rows[image_id][2:12])
             np.testing.assert_array_equal(example["rating_counts"], counts)
