@@ -1,16 +1,18 @@
 """Builds the `ava` dataset with Beam: locally, or on Dataflow, Flink or Spark.
 
     python -m beam_pipelines.build --ava_dir=DIR --output_dir=OUT [--config=256] \
-        --runner=DirectRunner --direct_num_workers=2 --direct_running_mode=multi_processing
+        --runner=FnApiRunner --direct_num_workers=2 --direct_running_mode=multi_processing
 
     python -m beam_pipelines.build --ava_dir=gs://B/ava --output_dir=gs://B/tfds \
         --runner=DataflowRunner --project=P --region=R --temp_location=gs://B/tmp \
         --setup_file=./setup.py
 
-Every flag other than the three of this module is Beam's own (`PipelineOptions`). It
+Every flag other than the four of this module is Beam's own (`PipelineOptions`). It
 runs the same builder as `tfds build ava --imports=ava_tfds`, so the output is the same:
 TFRecords and dataset_info.json under OUT/ava/<config>/<version>/ (what `tfds.load` reads),
-with rejected.jsonl, stats.json and eda.png beside them.
+with rejected.jsonl, stats.json and eda.png beside them. A local run shows a progress bar
+(rows decoded, examples, rejections, rate, ETA) and keeps the runner's log lines to
+warnings unless --log_level says otherwise.
 """
 
 from __future__ import annotations
@@ -18,32 +20,52 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import tempfile
 from typing import Sequence
 
-import tensorflow_datasets as tfds
-from apache_beam.options.pipeline_options import PipelineOptions
+# Before TensorFlow loads, here and in the local runner's worker processes (they inherit
+# the environment): its C++ start-up lines would bury the progress bar.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import ava_tfds  # noqa: F401  (registers the `ava` builder)
-from beam_pipelines import stats, transforms
+import tensorflow_datasets as tfds  # noqa: E402
+from absl import logging as absl_logging  # noqa: E402
+from apache_beam.io.filesystems import FileSystems  # noqa: E402
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions  # noqa: E402
+
+import ava_tfds  # noqa: E402,F401  (registers the `ava` builder)
+from beam_pipelines import ava_index, progress, stats, transforms  # noqa: E402
 
 DATASET = "ava"
+_LOCAL_RUNNERS = {None, "DirectRunner", "FnApiRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner"}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    logging.getLogger().setLevel(logging.INFO)
     args, beam_args = _parse_args(argv)
-    builder = tfds.builder(f"{DATASET}/{args.config}", data_dir=args.output_dir)
+    _set_log_level(args.log_level)
     if args.config != "sample" and not args.ava_dir:
         raise SystemExit(f"--ava_dir is required for --config={args.config}: where AVA.txt and images/ are")
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(
-            manual_dir=args.ava_dir, beam_options=PipelineOptions(beam_args)
+    builder = tfds.builder(f"{DATASET}/{args.config}", data_dir=args.output_dir)
+    options = PipelineOptions(beam_args)
+    monitor = None
+    if options.view_as(StandardOptions).runner in _LOCAL_RUNNERS and not options.view_as(progress.ProgressOptions).progress_dir:
+        progress_dir = tempfile.mkdtemp(prefix="ava-build-progress-")
+        options = PipelineOptions([*beam_args, f"--progress_dir={progress_dir}"])
+        total = _count_rows(args.ava_dir)
+        if total:
+            monitor = progress.ProgressMonitor(progress_dir, total)
+            monitor.start()
+    try:
+        builder.download_and_prepare(
+            download_config=tfds.download.DownloadConfig(manual_dir=args.ava_dir, beam_options=options)
         )
-    )
+    finally:
+        if monitor is not None:
+            monitor.stop()
     stats_path = builder.data_path / transforms.STATS_FILE
     if stats_path.exists():
         print(stats.format_summary(json.loads(stats_path.read_text())))
-    logging.info("dataset written to %s (read it with tfds.load('%s', data_dir=%r))", builder.data_path, f"{DATASET}/{args.config}", args.output_dir)
+    print(f"Dataset written to {builder.data_path}: tfds.load('{DATASET}/{args.config}', data_dir={args.output_dir!r})")
 
 
 def _parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
@@ -51,7 +73,29 @@ def _parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[st
     parser.add_argument("--ava_dir", help="AVA in its own layout (local or gs://); not needed for --config=sample")
     parser.add_argument("--output_dir", required=True, help="TFDS data_dir to write into (local or gs://)")
     parser.add_argument("--config", default="256", choices=["256", "full", "sample"], help="builder config")
+    parser.add_argument(
+        "--log_level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="of this process and the runner's worker log lines it relays (INFO shows Beam's own progress)",
+    )
     return parser.parse_known_args(argv)
+
+
+def _set_log_level(level: str) -> None:
+    logging.getLogger().setLevel(level)
+    absl_logging.set_verbosity(level.lower())
+    if level == "WARNING":  # the local workers' start-up warnings arrive through this logger, one per worker
+        logging.getLogger("apache_beam.runners.portability.local_job_service").setLevel(logging.ERROR)
+
+
+def _count_rows(ava_dir: str | None) -> int:
+    """Non-blank lines of AVA.txt, the bar's total; 0 when there is none yet (the sample is drawn later)."""
+    if not ava_dir:
+        return 0
+    path = f"{ava_dir.rstrip('/')}/{ava_index.AVA_INDEX_FILE}"
+    if not FileSystems.exists(path):
+        return 0
+    with FileSystems.open(path) as index:
+        return sum(1 for line in index if line.strip())
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
-"""Validating and re-encoding one photo: bytes in, clean upright RGB JPEG out.
+"""Validating and re-encoding one photo: bytes in, clean upright sRGB JPEG out.
 
 Pure function, no Beam. AVA's public copies hold empty files, truncated and undecodable
-JPEGs and broken EXIF; a scraped image may be huge. `reencode` turns every such input
-into a `RejectedInput` with a reason, and every usable one (grayscale, CMYK, palette,
-alpha, 16-bit, EXIF-rotated) into an upright RGB JPEG of the requested size.
+JPEGs and broken EXIF; a scraped image may be huge or in a format nobody planned for.
+`reencode` turns every such input into a `RejectedInput` with a reason (whatever the
+decoder raised, its type and message are in the detail), and every usable one
+(grayscale, CMYK, palette, alpha, 16-bit, EXIF-rotated, with an ICC profile) into an
+upright sRGB JPEG of the requested size, with the colours a browser shows.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import warnings
 from typing import Optional
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageCms, ImageOps
 
 from beam_pipelines.rejections import Reason, RejectedInput
 
@@ -23,6 +25,10 @@ DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS
 DEFAULT_MIN_SIDE = 32
 DEFAULT_JPEG_QUALITY = 95
 _WHITE = (255, 255, 255)
+_SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+_LAB = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB"))
+# Modes LittleCMS converts from, with the mode of the sRGB result.
+_COLOUR_MANAGED_MODES = {"RGB": "RGB", "RGBA": "RGBA", "L": "RGB", "CMYK": "RGB", "LAB": "RGB"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +54,8 @@ class CleanImage:
     source_mode: str
     exif_rotated: bool
     broken_exif: bool
+    icc_converted: bool  # an embedded ICC profile was applied
+    broken_icc: bool  # a profile was there but unusable: the pixels were taken as sRGB
 
 
 def reencode(data: bytes, policy: ImagePolicy = ImagePolicy()) -> CleanImage:
@@ -59,8 +67,20 @@ def reencode(data: bytes, policy: ImagePolicy = ImagePolicy()) -> CleanImage:
     most of the speed of the pipeline.
 
     Raises RejectedInput with EMPTY_FILE, UNDECODABLE, TRUNCATED, TOO_SMALL or
-    TOO_MANY_PIXELS.
+    TOO_MANY_PIXELS, and nothing else: an exception nobody foresaw (decoders of rare
+    formats raise NotImplementedError, struct.error, IndexError...) is UNDECODABLE.
     """
+    try:
+        return _reencode(data, policy)
+    except RejectedInput:
+        raise
+    except Exception as error:  # noqa: BLE001 - one input must never fail a job, whatever it raises
+        raise RejectedInput(
+            Reason.UNDECODABLE, f"{type(error).__name__} while decoding ({len(data)} bytes): {error}"
+        ) from None
+
+
+def _reencode(data: bytes, policy: ImagePolicy) -> CleanImage:
     if not data:
         raise RejectedInput(Reason.EMPTY_FILE, "the file has 0 bytes")
     image = _open(data, policy.max_pixels)
@@ -79,7 +99,7 @@ def reencode(data: bytes, policy: ImagePolicy = ImagePolicy()) -> CleanImage:
         image.draft("RGB", policy.resize_to)
     _load(image)
     image, exif_rotated, broken_exif = _upright(image)
-    image = _to_rgb(image)
+    image, icc_converted, broken_icc = _to_srgb(image)
     if policy.resize_to is not None and image.size != tuple(policy.resize_to):
         image = image.resize(policy.resize_to, Image.Resampling.BICUBIC)
     buffer = io.BytesIO()
@@ -92,6 +112,8 @@ def reencode(data: bytes, policy: ImagePolicy = ImagePolicy()) -> CleanImage:
         source_mode=source_mode,
         exif_rotated=exif_rotated,
         broken_exif=broken_exif,
+        icc_converted=icc_converted,
+        broken_icc=broken_icc,
     )
 
 
@@ -109,7 +131,7 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
         ) from None
     except (OSError, ValueError, SyntaxError) as error:
         raise RejectedInput(
-            Reason.UNDECODABLE, f"not a readable image ({len(data)} bytes): {error}"
+            Reason.UNDECODABLE, f"not a readable image ({len(data)} bytes): {type(error).__name__}: {error}"
         ) from None
 
 
@@ -119,9 +141,7 @@ def _load(image: Image.Image) -> None:
     except OSError as error:
         if "truncated" in str(error) or "premature end" in str(error).lower():
             raise RejectedInput(Reason.TRUNCATED, str(error)) from None
-        raise RejectedInput(Reason.UNDECODABLE, f"decoding failed: {error}") from None
-    except (ValueError, SyntaxError, MemoryError) as error:
-        raise RejectedInput(Reason.UNDECODABLE, f"decoding failed: {error}") from None
+        raise RejectedInput(Reason.UNDECODABLE, f"decoding failed: {type(error).__name__}: {error}") from None
 
 
 def _upright(image: Image.Image) -> tuple[Image.Image, bool, bool]:
@@ -134,23 +154,50 @@ def _upright(image: Image.Image) -> tuple[Image.Image, bool, bool]:
     return upright, upright is not image, False
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
-    """Converts any mode to RGB; transparency is flattened onto white, as a viewer shows it."""
-    if image.mode == "RGB":
-        return image
+def _to_srgb(image: Image.Image) -> tuple[Image.Image, bool, bool]:
+    """Any mode to sRGB RGB; returns (image, icc_converted, broken_icc).
+
+    An embedded ICC profile (Adobe RGB, ProPhoto, Display P3, a CMYK press profile) is
+    applied, as a colour-managed viewer does; transparency is flattened onto white.
+    """
+    image = _to_8bit(image)
+    icc = image.info.get("icc_profile")
+    icc_converted = broken_icc = False
+    if image.mode == "LAB":
+        image = ImageCms.profileToProfile(image, _LAB, _SRGB, outputMode="RGB")
+    elif icc and image.mode in _COLOUR_MANAGED_MODES:
+        try:
+            source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            image = ImageCms.profileToProfile(
+                image, source, _SRGB, outputMode=_COLOUR_MANAGED_MODES[image.mode],
+                renderingIntent=ImageCms.Intent.PERCEPTUAL,
+            )
+            icc_converted = True
+        except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
+            broken_icc = True
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGB", rgba.size, _WHITE)
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background, icc_converted, broken_icc
+    return image.convert("RGB"), icc_converted, broken_icc
+
+
+def _to_8bit(image: Image.Image) -> Image.Image:
+    """16-bit and float greyscale to L, palette to RGB(A), keeping the ICC profile."""
+    icc = image.info.get("icc_profile")
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         pixels = np.asarray(image, dtype=np.float64)
         scale = 257.0 if pixels.max(initial=0) > 255 else 1.0
         image = Image.fromarray(np.clip(pixels / scale, 0, 255).astype(np.uint8), mode="L")
     elif image.mode == "F":
-        pixels = np.asarray(image, dtype=np.float64)
+        pixels = np.nan_to_num(np.asarray(image, dtype=np.float64))
         low, high = pixels.min(initial=0), pixels.max(initial=1)
         image = Image.fromarray(((pixels - low) / max(high - low, 1e-12) * 255).astype(np.uint8), mode="L")
-    if image.mode == "P" and "transparency" in image.info:
-        image = image.convert("RGBA")
-    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGB", rgba.size, _WHITE)
-        background.paste(rgba, mask=rgba.getchannel("A"))
-        return background
-    return image.convert("RGB")
+    elif image.mode in ("P", "PA"):
+        image = image.convert("RGBA" if image.mode == "PA" or "transparency" in image.info else "RGB")
+    elif image.mode == "1":
+        image = image.convert("L")
+    if icc:
+        image.info["icc_profile"] = icc
+    return image

@@ -14,6 +14,7 @@ from typing import Optional
 
 class Reason(str, enum.Enum):
     MISSING_FILE = "missing_file"
+    UNREADABLE = "unreadable"
     EMPTY_FILE = "empty_file"
     UNDECODABLE = "undecodable"
     TRUNCATED = "truncated"

@@ -69,6 +69,35 @@ def summarize(
     }
 
 
+def unaccounted(
+    num_index_rows: int,
+    examples: Sequence[ExampleSummary],
+    rejected_reasons: Sequence[str],
+    shard_files: Iterable,
+) -> list[str]:
+    """What breaks "every row of AVA.txt ends exactly once, and the shards hold the examples".
+
+    Each row is an example or one rejection; the test list's ids without a row
+    (NOT_IN_INDEX) are rejections of no row. `shard_files` are `shards.ShardFile`s.
+    Returns the problems found, as sentences; empty when the build is whole.
+    """
+    problems = []
+    rejected_rows = sum(1 for reason in rejected_reasons if reason != Reason.NOT_IN_INDEX.value)
+    if len(examples) + rejected_rows != num_index_rows:
+        problems.append(
+            f"AVA.txt has {num_index_rows} rows but {len(examples)} examples + {rejected_rows} rejected rows "
+            f"= {len(examples) + rejected_rows}"
+        )
+    decoded = collections.Counter(example.split for example in examples)
+    stored: collections.Counter = collections.Counter()
+    for shard in shard_files:
+        stored[shard.split] += shard.num_examples
+    for split in sorted(set(decoded) | set(stored)):
+        if decoded[split] != stored[split]:
+            problems.append(f"split {split}: {decoded[split]} examples decoded, {stored[split]} in its shards")
+    return problems
+
+
 def eda_figure_png(examples: Sequence[ExampleSummary]) -> bytes:
     """Histograms of mean score and of votes per image, one colour per split."""
     import matplotlib

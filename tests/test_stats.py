@@ -6,6 +6,7 @@ import pytest
 
 from beam_pipelines import stats
 from beam_pipelines.rejections import Reason
+from beam_pipelines.shards import ShardFile
 
 
 def test_describe_matches_pandas():
@@ -33,3 +34,19 @@ def test_summary_counts_every_split_and_reason():
     assert summary["statistics"]["train"]["mean_score"]["max"] == 6.0
     text = stats.format_summary(summary)
     assert "AVA.txt rows: 6" in text and "missing_file 2" in text and "duplicate_id" not in text
+
+
+def test_unaccounted_is_empty_when_every_row_ends_once_and_the_shards_hold_the_examples():
+    examples = [stats.ExampleSummary("train", 100, 5.0)] * 3 + [stats.ExampleSummary("test", 90, 4.0)]
+    shard_files = [ShardFile("train", "a", 2, 10), ShardFile("train", "b", 1, 5), ShardFile("test", "c", 1, 5)]
+    # 4 examples + 2 rejected rows = 6 rows; the not_in_index id is no row of AVA.txt.
+    reasons = ["missing_file", "duplicate_id", "not_in_index"]
+    assert stats.unaccounted(6, examples, reasons, shard_files) == []
+
+
+def test_unaccounted_names_lost_rows_and_shards_that_disagree_with_the_examples():
+    examples = [stats.ExampleSummary("train", 100, 5.0)] * 3
+    problems = stats.unaccounted(5, examples, ["zero_votes"], [ShardFile("train", "a", 2, 10)])
+    assert len(problems) == 2
+    assert "5 rows but 3 examples + 1 rejected rows = 4" in problems[0]
+    assert "split train: 3 examples decoded, 2 in its shards" in problems[1]

@@ -1,70 +1,92 @@
-"""The Beam graph on a real tiny AVA directory, with TestPipeline and assert_that."""
+"""The Beam graph on a real tiny AVA directory: shards, reports and counters, read back from disk.
+
+The examples are encoded here as JSON (the graph takes any encoder; the TFDS one is
+tested through the builder), so each record says plainly which row and image it holds.
+"""
 
 import collections
 import io
 import json
+import pathlib
+import struct
 
 import apache_beam as beam
+import pytest
+import tensorflow as tf
+from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.testing.test_pipeline import TestPipeline
-from apache_beam.testing.util import assert_that, equal_to
 from PIL import Image
 
 from beam_pipelines import ava_index, images, transforms
-from beam_pipelines.rejections import Rejection
+from beam_pipelines.rejections import Reason, Rejection
 
 from conftest import BEAM_RUNNER
 
 POLICY = images.ImagePolicy(resize_to=(48, 48))
+VALIDATION_FRACTION = 0.2
+
+
+def encode_as_json(example: transforms.AvaExample) -> bytes:
+    size = Image.open(io.BytesIO(example.image)).size
+    return json.dumps([example.image_id, example.split, list(example.rating_counts), list(size)]).encode()
+
+
+def run_build(ava_root: pathlib.Path, output_dir: pathlib.Path, **kwargs) -> beam.runners.runner.PipelineResult:
+    output_dir.mkdir(exist_ok=True)
+    pipeline = TestPipeline(runner=BEAM_RUNNER)
+    transforms.build(
+        pipeline, str(ava_root), str(output_dir), POLICY, encode_as_json, VALIDATION_FRACTION, num_tags=4, **kwargs
+    )
+    result = pipeline.run()
+    result.wait_until_finish()
+    return result
+
+
+def stored_records(output_dir: pathlib.Path) -> dict[str, list]:
+    """split -> decoded records of the shards that shards.json lists, in order."""
+    listed = json.loads((output_dir / transforms.SHARD_LIST_FILE).read_text())
+    return {
+        split: [json.loads(record.numpy()) for shard in files for record in tf.data.TFRecordDataset(shard["path"])]
+        for split, files in listed.items()
+    }
+
+
+def rejections(output_dir: pathlib.Path) -> list[Rejection]:
+    return [Rejection.from_json(line) for line in (output_dir / transforms.REJECTED_FILE).read_text().splitlines()]
 
 
 def test_every_row_ends_in_exactly_one_place(tiny_ava, tmp_path):
-    reports_dir = tmp_path / "reports"
-    reports_dir.mkdir()
-    with TestPipeline(runner=BEAM_RUNNER) as pipeline:
-        outputs = transforms.read_ava(pipeline, str(tiny_ava.root), POLICY, 0.2, num_tags=tiny_ava.num_tags)
-        kept = [outputs.examples[s] for s in ava_index.SPLITS] | beam.Flatten() | beam.Map(
-            lambda e: (e.image_id, e.split, e.rating_counts)
-        )
-        expected_kept = [
-            (i, ava_index.assign_split(i, i in tiny_ava.test_ids, 0.2), counts) for i, counts in tiny_ava.kept.items()
-        ]
-        assert_that(kept, equal_to(expected_kept), label="kept")
-        assert_that(
-            outputs.rejected | beam.Map(lambda r: (r.image_id, r.reason)),
-            equal_to(tiny_ava.expected_rejections),
-            label="rejected",
-        )
-        assert_that(outputs.index_rows, equal_to([tiny_ava.num_index_rows]), label="rows")
-        sizes = [outputs.examples[s] for s in ava_index.SPLITS] | "Sizes" >> beam.Flatten() | beam.Map(
-            lambda e: Image.open(io.BytesIO(e.image)).size
-        ) | beam.Distinct()
-        assert_that(sizes, equal_to([(48, 48)]), label="sizes")
-        transforms.write_reports(outputs, str(reports_dir))
+    output_dir = tmp_path / "out"
+    run_build(tiny_ava.root, output_dir)
 
-    rejected = [Rejection.from_json(line) for line in (reports_dir / transforms.REJECTED_FILE).read_text().splitlines()]
+    stored = stored_records(output_dir)
+    kept = sorted((image_id, split, tuple(counts)) for records in stored.values() for image_id, split, counts, _ in records)
+    expected = sorted(
+        (i, ava_index.assign_split(i, i in tiny_ava.test_ids, VALIDATION_FRACTION), counts)
+        for i, counts in tiny_ava.kept.items()
+    )
+    assert kept == expected
+    assert all(split == listed_split for listed_split, records in stored.items() for _, split, _, _ in records)
+    assert {tuple(size) for records in stored.values() for *_, size in records} == {(48, 48)}
+
+    rejected = rejections(output_dir)
     assert sorted((r.image_id or 0, r.reason.value) for r in rejected) == sorted(
         (i or 0, reason.value) for i, reason in tiny_ava.expected_rejections
     )
     assert all(r.detail for r in rejected)
-    missing = next(r for r in rejected if r.image_id == 2004)
-    assert "images/2004.jpg" in missing.detail
+    assert "images/2004.jpg" in next(r for r in rejected if r.image_id == 2004).detail
 
-    stats = json.loads((reports_dir / transforms.STATS_FILE).read_text())
+    stats = json.loads((output_dir / transforms.STATS_FILE).read_text())
     assert stats["index_rows"] == tiny_ava.num_index_rows
-    assert sum(stats["examples"].values()) == len(tiny_ava.kept)
+    assert stats["examples"] == {split: len(records) for split, records in stored.items() if records}
     rows_rejected = sum(stats["rejected"].values()) - stats["rejected"]["not_in_index"]
     assert sum(stats["examples"].values()) + rows_rejected == tiny_ava.num_index_rows
     assert stats["statistics"]["test"]["num_ratings"]["count"] == len(tiny_ava.test_ids)
-    assert (reports_dir / transforms.EDA_FIGURE_FILE).read_bytes().startswith(b"\x89PNG")
+    assert (output_dir / transforms.EDA_FIGURE_FILE).read_bytes().startswith(b"\x89PNG")
 
 
-def test_beam_counters_count_rejections_and_examples(tiny_ava):
-    from apache_beam.metrics.metric import MetricsFilter
-
-    pipeline = TestPipeline(runner=BEAM_RUNNER)
-    transforms.read_ava(pipeline, str(tiny_ava.root), POLICY, 0.2, num_tags=tiny_ava.num_tags)
-    result = pipeline.run()
-    result.wait_until_finish()
+def test_beam_counters_count_rejections_and_examples(tiny_ava, tmp_path):
+    result = run_build(tiny_ava.root, tmp_path / "out")
     counters = {
         c.key.metric.name: c.committed
         for c in result.metrics().query(MetricsFilter().with_namespace(transforms.METRICS_NAMESPACE))["counters"]
@@ -73,3 +95,77 @@ def test_beam_counters_count_rejections_and_examples(tiny_ava):
     assert {k: v for k, v in counters.items() if k.startswith("rejected_")} == expected
     assert sum(v for k, v in counters.items() if k.startswith("examples_")) == len(tiny_ava.kept)
     assert counters["index_rows"] == tiny_ava.num_index_rows
+
+
+def test_shards_roll_over_at_the_size_asked_and_keep_every_record_once(tiny_ava, tmp_path):
+    output_dir = tmp_path / "out"
+    shard_bytes = 600  # a record is ~75 bytes: a new file every ~8 records
+    run_build(tiny_ava.root, output_dir, shard_bytes=shard_bytes)
+    listed = json.loads((output_dir / transforms.SHARD_LIST_FILE).read_text())
+    assert len(listed["train"]) >= 3
+    for files in listed.values():
+        assert all(shard["num_bytes"] < shard_bytes + 100 for shard in files)
+    stored = stored_records(output_dir)
+    ids = [record[0] for records in stored.values() for record in records]
+    assert sorted(ids) == sorted(tiny_ava.kept)
+    for files in listed.values():
+        for shard in files:
+            assert shard["num_examples"] == sum(1 for _ in tf.data.TFRecordDataset(shard["path"]))
+
+
+def _flaky_reads(real_read, failures: dict[str, list[Exception]]):
+    """A reader that raises the listed errors for a path, one per read, before reading it for real."""
+
+    def read(path: str) -> bytes:
+        pending = failures.get(pathlib.Path(path).name)
+        if pending:
+            raise pending.pop(0)
+        return real_read(path)
+
+    return read
+
+
+def test_unreadable_paths_are_rejections_and_a_read_that_recovers_is_an_example(tiny_ava, tmp_path, monkeypatch):
+    images_dir = tiny_ava.root / ava_index.IMAGES_DIR
+    directory_id, no_permission_id, recovers_id, keeps_failing_id = sorted(tiny_ava.kept)[:4]
+    (images_dir / f"{directory_id}.jpg").unlink()
+    (images_dir / f"{directory_id}.jpg").mkdir()
+    # The suite runs as root, which chmod cannot stop: the denial is injected at the read.
+    failures = {
+        f"{no_permission_id}.jpg": [PermissionError(13, "Permission denied")] * transforms.READ_ATTEMPTS,
+        f"{recovers_id}.jpg": [TimeoutError("read timed out"), ConnectionResetError("reset by peer")],
+        f"{keeps_failing_id}.jpg": [OSError("503 Service Unavailable")] * 10,
+    }
+    monkeypatch.setattr(transforms, "_read_bytes", _flaky_reads(transforms._read_bytes, failures))
+    monkeypatch.setattr(transforms, "READ_RETRY_DELAYS_S", (0.01, 0.01))
+    output_dir = tmp_path / "out"
+    run_build(tiny_ava.root, output_dir)
+
+    unreadable = {r.image_id: r.detail for r in rejections(output_dir) if r.reason == Reason.UNREADABLE}
+    assert set(unreadable) == {directory_id, no_permission_id, keeps_failing_id}
+    assert "IsADirectoryError" in unreadable[directory_id]
+    assert "PermissionError" in unreadable[no_permission_id]
+    assert "503 Service Unavailable" in unreadable[keeps_failing_id]
+    assert all(f"{transforms.READ_ATTEMPTS} reads failed" in detail for detail in unreadable.values())
+    stored_ids = {record[0] for records in stored_records(output_dir).values() for record in records}
+    assert recovers_id in stored_ids
+    assert stored_ids == set(tiny_ava.kept) - set(unreadable)
+
+
+def test_a_decoder_exception_nobody_listed_is_that_images_rejection(tiny_ava, tmp_path):
+    """A DDS file with an unimplemented pixel format makes Pillow raise NotImplementedError."""
+    victim = sorted(tiny_ava.kept)[5]
+    (tiny_ava.root / ava_index.IMAGES_DIR / f"{victim}.jpg").write_bytes(dds_with_unknown_pixel_format())
+    output_dir = tmp_path / "out"
+    run_build(tiny_ava.root, output_dir)
+    rejected = {r.image_id: r for r in rejections(output_dir)}
+    assert rejected[victim].reason == Reason.UNDECODABLE
+    assert "NotImplementedError" in rejected[victim].detail and f"{victim}.jpg" in rejected[victim].detail
+    stored_ids = {record[0] for records in stored_records(output_dir).values() for record in records}
+    assert stored_ids == set(tiny_ava.kept) - {victim}
+
+
+def dds_with_unknown_pixel_format(width: int = 64, height: int = 64) -> bytes:
+    pixel_format = struct.pack("<II4sIIIII", 32, 0x4, b"XXXX", 0, 0, 0, 0, 0)  # DDPF_FOURCC with an unknown code
+    header = struct.pack("<IIIIIII", 124, 0x1007, height, width, 0, 0, 0) + bytes(44) + pixel_format
+    return b"DDS " + header + struct.pack("<IIIII", 0x1000, 0, 0, 0, 0) + bytes(width * height)

@@ -1,26 +1,34 @@
 """The `ava` dataset: AVA photos with their aesthetic vote distributions.
 
 `tfds build ava --imports=ava_tfds --manual_dir=DIR` and `python -m beam_pipelines.build`
-both run this builder; its Beam graph comes from `beam_pipelines.transforms`, which also
-writes `rejected.jsonl`, `stats.json` and `eda.png` beside the TFRecords.
+both run this builder. Its Beam graph (`beam_pipelines.transforms`) writes the TFRecord
+shards from the step that decodes the images, plus `rejected.jsonl`, `stats.json` and
+`eda.png`; the builder then gives the shards TFDS's names and records their lengths in
+`dataset_info.json`, so `tfds.load` and `tfds.builder_from_directory` read the result.
+TFDS's own Beam writers are not used: they group every example by shard, and the local
+runners hold a grouping's data in memory.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import logging
 import os
 from typing import Optional
 
 import apache_beam as beam
 import tensorflow_datasets as tfds
+from apache_beam.options.pipeline_options import PipelineOptions
 from etils import epath
 
 from ava_tfds.ava import features
-from beam_pipelines import ava_index, images, sample, transforms
+from beam_pipelines import ava_index, images, progress, sample, transforms
 
 VALIDATION_FRACTION = 0.05
 SAMPLE_SEED = 0
 _REQUIRED_FILES = (ava_index.AVA_INDEX_FILE, ava_index.TAGS_FILE, ava_index.TEST_LIST_FILE)
+_IMAGES_TO_CHECK = 200  # ids of AVA.txt whose photos are looked for before the build starts
 
 
 @dataclasses.dataclass
@@ -36,7 +44,7 @@ class AvaConfig(tfds.core.BuilderConfig):
     num_sample_images: Optional[int] = None
 
 
-class Builder(tfds.core.GeneratorBasedBuilder):
+class Builder(tfds.core.dataset_builder.FileReaderBuilder):
     """DatasetBuilder for AVA (Aesthetic Visual Analysis, Murray et al. 2012)."""
 
     VERSION = tfds.core.Version("1.0.0")
@@ -77,21 +85,55 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             homepage="https://doi.org/10.1109/CVPR.2012.6247954",
         )
 
-    def _split_generators(self, dl_manager: tfds.download.DownloadManager, pipeline: beam.Pipeline):
+    def _download_and_prepare(
+        self, dl_manager: tfds.download.DownloadManager, download_config: tfds.download.DownloadConfig
+    ) -> None:
         ava_dir = self._ava_dir(dl_manager)
         tag_names = ava_index.parse_tags((ava_dir / ava_index.TAGS_FILE).read_text(), str(ava_dir / ava_index.TAGS_FILE))
         self.info.features[features.SEMANTIC_TAGS].feature.names = tag_names
         policy = images.ImagePolicy(
             resize_to=self.builder_config.resize_to, jpeg_quality=self.builder_config.jpeg_quality
         )
-        outputs = transforms.read_ava(
-            pipeline, os.fspath(ava_dir), policy, VALIDATION_FRACTION, num_tags=len(tag_names)
-        )
-        transforms.write_reports(outputs, os.fspath(self.data_path))
-        return {split: self._generate_examples(outputs.examples[split], split) for split in ava_index.SPLITS}
+        options = download_config.beam_options or PipelineOptions()
+        output_dir = os.fspath(self.data_path)
+        with beam.Pipeline(runner=download_config.beam_runner, options=options) as pipeline:
+            transforms.build(
+                pipeline,
+                os.fspath(ava_dir),
+                output_dir,
+                policy,
+                features.ExampleEncoder(self.info.features),
+                VALIDATION_FRACTION,
+                num_tags=len(tag_names),
+                progress_dir=options.view_as(progress.ProgressOptions).progress_dir,
+            )
+        self.info.set_splits(self._name_shards())
 
-    def _generate_examples(self, examples: beam.PCollection, split: str) -> beam.PCollection:
-        return examples | f"{split}/ToFeatures" >> beam.Map(features.to_features)
+    def _name_shards(self) -> tfds.core.SplitDict:
+        """Renames the build's shards as TFDS names them and returns the splits they make."""
+        shard_list = self.data_path / transforms.SHARD_LIST_FILE
+        split_infos = []
+        for split, shard_files in json.loads(shard_list.read_text()).items():
+            template = self._get_filename_template(split)
+            for index, shard in enumerate(shard_files):
+                final = template.sharded_filepath(shard_index=index, num_shards=len(shard_files))
+                epath.Path(shard["path"]).rename(final)
+            if not shard_files:
+                logging.warning("split %s has no examples: every row meant for it was rejected (see %s)",
+                                split, transforms.REJECTED_FILE)
+            split_infos.append(
+                tfds.core.SplitInfo(
+                    name=split,
+                    shard_lengths=[shard["num_examples"] for shard in shard_files],
+                    num_bytes=sum(shard["num_bytes"] for shard in shard_files),
+                    filename_template=template,
+                )
+            )
+        shard_list.unlink()
+        shard_dir = self.data_path / transforms.SHARD_DIR
+        if shard_dir.exists():  # what is left: files of retried bundles, and the small shards that were packed
+            shard_dir.rmtree()
+        return tfds.core.SplitDict(split_infos)
 
     def _ava_dir(self, dl_manager: tfds.download.DownloadManager) -> epath.Path:
         if self.builder_config.num_sample_images:
@@ -106,4 +148,28 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                 f"{ava_dir} lacks {', '.join(missing)}: this is not an AVA directory. "
                 f"Put AVA there as follows:\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}"
             )
+        self._check_images_are_there(ava_dir)
         return ava_dir
+
+    def _check_images_are_there(self, ava_dir: epath.Path) -> None:
+        """Fails before the pass over all images when none of the first rows' photos is where AVA keeps them."""
+        with (ava_dir / ava_index.AVA_INDEX_FILE).open() as index:
+            ids = [fields[1] for fields in (line.split() for line in index) if len(fields) > 1][:_IMAGES_TO_CHECK]
+        if not ids or any((ava_dir / ava_index.IMAGES_DIR / f"{image_id}.jpg").exists() for image_id in ids):
+            return
+        images_dir = ava_dir / ava_index.IMAGES_DIR
+        found = _count_files(images_dir, ".jpg")
+        nested = [p for p in (images_dir / ava_index.IMAGES_DIR, ava_dir / "AVA_dataset" / ava_index.IMAGES_DIR) if p.is_dir()]
+        hint = f" {nested[0]} exists: move its files up to {images_dir}." if nested else ""
+        raise FileNotFoundError(
+            f"None of the photos of the first {len(ids)} rows of {ava_dir / ava_index.AVA_INDEX_FILE} is in "
+            f"{images_dir} (looked for {images_dir / (ids[0] + '.jpg')} and others; that directory holds "
+            f"{found} .jpg files).{hint} The photos must be {images_dir}/<image_id>.jpg:\n"
+            f"{self.MANUAL_DOWNLOAD_INSTRUCTIONS}"
+        )
+
+
+def _count_files(directory: epath.Path, suffix: str) -> int:
+    if not directory.is_dir():
+        return 0
+    return sum(1 for path in directory.iterdir() if path.name.endswith(suffix))

@@ -47,10 +47,29 @@ def features_dict() -> tfds.features.FeaturesDict:
     )
 
 
-def to_features(example: AvaExample) -> tuple[int, dict]:
-    """(key, feature values) of one validated example, keyed by its AVA id."""
+class ExampleEncoder:
+    """An `AvaExample` to the serialized tf.train.Example that the dataset's shards hold.
+
+    Picklable, so the decode step of the Beam graph serializes where it decodes.
+    """
+
+    def __init__(self, features: tfds.features.FeaturesDict):
+        self._features = features
+        self._serializer = None
+
+    def __call__(self, example: AvaExample) -> bytes:
+        if self._serializer is None:
+            self._serializer = tfds.core.example_serializer.ExampleSerializer(self._features.get_serialized_info())
+        return self._serializer.serialize_example(self._features.encode_example(to_features(example)))
+
+    def __getstate__(self) -> dict:
+        return {"_features": self._features, "_serializer": None}
+
+
+def to_features(example: AvaExample) -> dict:
+    """The feature values of one validated example."""
     mean, std = ratings.mean_and_std(example.rating_counts)
-    return example.image_id, {
+    return {
         IMAGE: example.image,
         IMAGE_ID: example.image_id,
         RATING_COUNTS: np.asarray(example.rating_counts, dtype=np.int32),
