@@ -1,29 +1,39 @@
 """The Beam graph that turns an AVA directory into TFRecord shards, a rejection log and statistics.
 
-Data flow (one pass over the inputs, shared by the three splits):
+Data flow:
 
-    AVA.txt --ReadFromText--> ParseRows --+                      +-> DecodeAndWrite --> shards per split
-    generic_test.jpgl -----> ReadTestList -+-> GroupByKey(id) --> ResolveIds          (validate, re-encode,
-                                                                 (dedupe, split,       write TFRecords in the
-                                                                  not-in-index)         same step)
+    AVA.txt --ReadAllFromText (byte ranges, reshuffled)--> DecodeAndWrite: parse the row, drop
+                                                          repeated ids, assign the split,
+                                                          validate and re-encode the image,
+                                                          append it to this bundle's shards
+    AVA.txt --ReadFromText--> TallyIds (one global combine) --+-- side inputs: the rows to
+    generic_test.jpgl --ReadTestList--------------------------+   keep of repeated ids, the
+                                                                   test list; rejections of
+                                                                   listed ids with no row
     shard list --> PackSmallShards --+
-    example summaries ---------------+--> Finalize: rejected.jsonl, stats.json, eda.png, shards.json,
-    every stage's dead-letter output -+    and a check that every row of AVA.txt ended exactly once
+    example statistics (combined) ---+--> Finalize: rejected.jsonl, stats.json, eda.png,
+    every stage's dead-letter output -+    shards.json, and the check that every row of
+                                           AVA.txt ended exactly once
 
-Image bytes never leave the step that decodes them: only rows (before) and small
-summaries (after) cross a stage boundary, so no runner holds images in memory. The logic
-lives in pure functions (`ava_index`, `images`, `shards`, `stats`); the DoFns here read
-files, count and route.
+No stage boundary carries data that grows with AVA beyond a few bytes a row: the image
+bytes stay in the step that decodes them, rows are read where they are decoded (only the
+byte ranges of AVA.txt are reshuffled), and what the finalize step needs arrives combined
+(ids as int64 arrays, statistics as typed columns). The local runners hold a grouping's
+data in memory, so this keeps the build's memory flat from 400 photos to all of AVA.
+The logic lives in pure functions (`ava_index`, `images`, `shards`, `stats`); the DoFns
+here read files, count and route.
 """
 
 from __future__ import annotations
 
+import array
 import dataclasses
 import json
 import time
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterator
 
 import apache_beam as beam
+import numpy as np
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
@@ -42,9 +52,9 @@ SHARD_LIST_FILE = "shards.json"  # read and removed by the builder, which names 
 SHARD_DIR = "shards.incomplete"  # under the output dir; removed by the builder
 READ_ATTEMPTS = 3
 READ_RETRY_DELAYS_S = (0.5, 2.0)
+INDEX_RANGE_BYTES = 32 << 10  # ~700 rows of AVA.txt per range: many more ranges than workers
 
 _REJECTED, _SHARDS = "rejected", "shards"
-_ROW, _LISTED_IN_TEST = "row", "listed_in_test"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,15 +70,22 @@ class AvaExample:
 
 
 @dataclasses.dataclass(frozen=True)
-class AvaRows:
-    rows: beam.PCollection  # PCollection[(split, AvaRow)]: one per id, its split assigned
-    rejected: beam.PCollection  # PCollection[Rejection]
-    index_rows: beam.PCollection  # PCollection[int]: one element, non-blank lines of AVA.txt
+class IdTally:
+    """What the whole of AVA.txt says about ids, for the rows that cannot tell alone.
+
+    ids: every id of a valid row, sorted and unique (int64).
+    kept_index: for each id on more than one valid row, the AVA index of the row kept
+        (the lowest), or None when two of its rows share that index too (a repeated line:
+        no copy can tell that it is the first, so all are rejected).
+    """
+
+    ids: np.ndarray
+    kept_index: dict[int, int | None]
 
 
 @dataclasses.dataclass(frozen=True)
 class WrittenExamples:
-    summaries: beam.PCollection  # PCollection[stats.ExampleSummary], one per example
+    columns: beam.PCollection  # one stats.ExampleColumns of every example
     shards: beam.PCollection  # PCollection[shards.ShardFile]
     rejected: beam.PCollection  # PCollection[Rejection]
 
@@ -85,51 +102,45 @@ def build(
     shard_bytes: int = shards.DEFAULT_SHARD_BYTES,
 ) -> None:
     """The whole build: shards under output_dir/SHARD_DIR, listed with the reports in output_dir."""
-    output_dir = output_dir.rstrip("/")
-    rows = read_ava(pipeline, ava_dir, validation_fraction, num_tags, progress_dir)
-    written = rows.rows | "DecodeAndWrite" >> DecodeAndWrite(
-        ava_dir, policy, encode_example, f"{output_dir}/{SHARD_DIR}", progress_dir, shard_bytes
-    )
-    write_reports(rows, written, output_dir)
-
-
-def read_ava(
-    pipeline: beam.Pipeline,
-    ava_dir: str,
-    validation_fraction: float,
-    num_tags: int | None = None,
-    progress_dir: str | None = None,
-) -> AvaRows:
-    """From AVA's files to one row per id with its split, and the rows rejected on the way."""
-    ava_dir = ava_dir.rstrip("/")
-    lines = pipeline | "ReadIndex" >> beam.io.ReadFromText(f"{ava_dir}/{ava_index.AVA_INDEX_FILE}")
-    parsed = lines | "ParseRows" >> beam.ParDo(_ParseRowFn(num_tags, progress_dir)).with_outputs(_REJECTED, main="rows")
-    index_rows = (
-        lines
-        | "NonBlank" >> beam.Filter(str.strip)
-        | "CountRows" >> beam.combiners.Count.Globally()
-    )
+    ava_dir, output_dir = ava_dir.rstrip("/"), output_dir.rstrip("/")
+    index_path = f"{ava_dir}/{ava_index.AVA_INDEX_FILE}"
     test_list = f"{ava_dir}/{ava_index.TEST_LIST_FILE}"
+    whole_index = pipeline | "ReadIndex" >> beam.io.ReadFromText(index_path)
+    index_rows = whole_index | "NonBlank" >> beam.Filter(str.strip) | "CountRows" >> beam.combiners.Count.Globally()
+    tally = (
+        whole_index
+        | "IdsAndIndices" >> beam.FlatMap(_id_and_index, num_tags=num_tags)
+        | "TallyIds" >> beam.CombineGlobally(_IdTallyFn())
+    )
     listed = (
         pipeline
         | "ReadTestList" >> beam.io.ReadFromText(test_list)
         | "ParseTestList" >> beam.FlatMap(_parse_listed_id, source=test_list)
     )
-    resolved = (
-        (
-            parsed.rows | "KeyRows" >> beam.Map(lambda row: (row.image_id, (_ROW, row))),
-            listed | "KeyListed" >> beam.Map(lambda image_id: (image_id, (_LISTED_IN_TEST, None))),
-        )
-        | "MergeById" >> beam.Flatten()
-        | "GroupById" >> beam.GroupByKey()
-        | "ResolveIds" >> beam.ParDo(_ResolveIdFn(validation_fraction, progress_dir)).with_outputs(_REJECTED, main="rows")
+    not_in_index = tally | "NotInIndex" >> beam.FlatMap(_not_in_index, listed=beam.pvalue.AsList(listed))
+    lines = (
+        pipeline
+        | "IndexPath" >> beam.Create([index_path])
+        | "ReadIndexRanges" >> beam.io.ReadAllFromText(desired_bundle_size=INDEX_RANGE_BYTES)
     )
-    rejected = (parsed[_REJECTED], resolved[_REJECTED]) | "RowRejections" >> beam.Flatten()
-    return AvaRows(rows=resolved.rows, rejected=rejected, index_rows=index_rows)
+    written = lines | "DecodeAndWrite" >> DecodeAndWrite(
+        ava_dir,
+        policy,
+        encode_example,
+        f"{output_dir}/{SHARD_DIR}",
+        validation_fraction,
+        num_tags,
+        listed=beam.pvalue.AsList(listed),
+        kept_index=beam.pvalue.AsSingleton(tally | "KeptIndex" >> beam.Map(lambda t: t.kept_index)),
+        progress_dir=progress_dir,
+        shard_bytes=shard_bytes,
+    )
+    rejected = (not_in_index, written.rejected) | "AllRejected" >> beam.Flatten()
+    write_reports(index_rows, written, rejected, output_dir)
 
 
 class DecodeAndWrite(beam.PTransform):
-    """(split, AvaRow) -> example summaries, shard files (small ones packed), rejections."""
+    """Lines of AVA.txt -> example columns, shard files (small ones packed), rejections."""
 
     def __init__(
         self,
@@ -137,16 +148,25 @@ class DecodeAndWrite(beam.PTransform):
         policy: images.ImagePolicy,
         encode_example: Callable[[AvaExample], bytes],
         shard_dir: str,
+        validation_fraction: float,
+        num_tags: int | None,
+        listed: beam.pvalue.AsSideInput,
+        kept_index: beam.pvalue.AsSideInput,
         progress_dir: str | None = None,
         shard_bytes: int = shards.DEFAULT_SHARD_BYTES,
     ):
         super().__init__()
-        self._decode = _DecodeAndWriteFn(ava_dir.rstrip("/"), policy, encode_example, shard_dir, progress_dir, shard_bytes)
+        self._decode = _DecodeAndWriteFn(
+            ava_dir, policy, encode_example, shard_dir, validation_fraction, num_tags, progress_dir, shard_bytes
+        )
+        self._side_inputs = {"listed": listed, "kept_index": kept_index}
         self._shard_dir = shard_dir
         self._shard_bytes = shard_bytes
 
-    def expand(self, rows: beam.PCollection) -> WrittenExamples:
-        decoded = rows | "Decode" >> beam.ParDo(self._decode).with_outputs(_REJECTED, _SHARDS, main="summaries")
+    def expand(self, lines: beam.PCollection) -> WrittenExamples:
+        decoded = lines | "Decode" >> beam.ParDo(self._decode, **self._side_inputs).with_outputs(
+            _REJECTED, _SHARDS, main="columns"
+        )
         packed = (
             decoded[_SHARDS]
             | "KeyBySplit" >> beam.Map(lambda shard: (shard.split, shard))
@@ -155,21 +175,26 @@ class DecodeAndWrite(beam.PTransform):
             | "SpreadMerges" >> beam.Reshuffle()
             | "Merge" >> beam.Map(shards.merge, shard_dir=self._shard_dir)
         )
-        return WrittenExamples(summaries=decoded.summaries, shards=packed, rejected=decoded[_REJECTED])
+        columns = decoded.columns | "CombineColumns" >> beam.CombineGlobally(_MergeColumnsFn())
+        return WrittenExamples(columns=columns, shards=packed, rejected=decoded[_REJECTED])
 
 
-def write_reports(rows: AvaRows, written: WrittenExamples, output_dir: str) -> beam.PCollection:
+def write_reports(
+    index_rows: beam.PCollection, written: WrittenExamples, rejected: beam.PCollection, output_dir: str
+) -> beam.PCollection:
     """Writes `rejected.jsonl` (sorted), `stats.json`, `eda.png` and `shards.json` into `output_dir`.
 
     Fails the build if any row of AVA.txt is not exactly one example or one rejection, or
     if the shards do not hold exactly the examples decoded: a runner that loses elements
-    must not leave a dataset that looks complete. Only small records travel to the one
-    worker that writes: an id, a reason, a vote count and a mean per input row, never an image.
+    must not leave a dataset that looks complete. (Beam's FnApiRunner with 2 workers under
+    multi_processing has lost elements of large PCollections that a later stage with a side
+    input consumed: 14,208 of 160,000 examples in one build of the earlier graph, and in a
+    pure-Beam reproduction with no project code; see benchmarks/RESULTS.md. This graph
+    passes no large PCollection between stages, and this check guards the rest.)
     """
-    rejected = (rows.rejected, written.rejected) | "Reports/AllRejected" >> beam.Flatten()
-    return rows.index_rows | "Reports/Write" >> beam.Map(
+    return index_rows | "Reports/Write" >> beam.Map(
         _write_reports,
-        summaries=beam.pvalue.AsList(written.summaries),
+        columns=beam.pvalue.AsSingleton(written.columns),
         rejected=beam.pvalue.AsList(rejected),
         shard_files=beam.pvalue.AsList(written.shards),
         output_dir=output_dir.rstrip("/"),
@@ -180,47 +205,60 @@ def _count(name: str) -> None:
     Metrics.counter(METRICS_NAMESPACE, name).inc()
 
 
-class _SettlesRows(beam.DoFn):
-    """A DoFn that decides rows' fates and reports each to the local progress bar, if any."""
-
-    def __init__(self, progress_dir: str | None):
-        self._progress_dir = progress_dir
-
-    def _settled(self, outcome):
-        if self._progress_dir:
-            reporter = progress.ProgressReporter.for_dir(self._progress_dir)
-            reporter.add(progress.REJECTED if isinstance(outcome, beam.pvalue.TaggedOutput) else progress.EXAMPLES)
-        return outcome
-
-    def finish_bundle(self):
-        if self._progress_dir:
-            progress.ProgressReporter.for_dir(self._progress_dir).flush()
-
-
 def _reject(image_id: int | None, reason: Reason, detail: str) -> beam.pvalue.TaggedOutput:
     _count(f"rejected_{reason.value}")
     return beam.pvalue.TaggedOutput(_REJECTED, Rejection(image_id, reason, detail))
 
 
-class _ParseRowFn(_SettlesRows):
-    def __init__(self, num_tags: int | None, progress_dir: str | None):
-        super().__init__(progress_dir)
-        self._num_tags = num_tags
-
-    def process(self, line: str):
-        if not line.strip():
-            return
-        _count("index_rows")
-        try:
-            yield ava_index.parse_row(line, self._num_tags)
-        except RejectedInput as error:
-            yield self._settled(
-                _reject(_leading_id(line) if error.reason == Reason.ZERO_VOTES else None, error.reason, error.detail)
-            )
+def _id_and_index(line: str, num_tags: int | None) -> Iterator[tuple[int, int]]:
+    """(id, AVA index) of a valid row; invalid rows are rejected where they are decoded."""
+    if not line.strip():
+        return
+    try:
+        row = ava_index.parse_row(line, num_tags)
+    except RejectedInput:
+        return
+    yield row.image_id, row.index
 
 
-def _leading_id(line: str) -> int:
-    return int(line.split()[1])
+class _IdTallyFn(beam.CombineFn):
+    """(id, index) pairs -> IdTally, accumulated as int64 arrays (16 bytes a row)."""
+
+    def create_accumulator(self) -> tuple[array.array, array.array]:
+        return array.array("q"), array.array("q")
+
+    def add_input(self, accumulator, id_and_index):
+        accumulator[0].append(id_and_index[0])
+        accumulator[1].append(id_and_index[1])
+        return accumulator
+
+    def merge_accumulators(self, accumulators):
+        merged = self.create_accumulator()
+        for ids, indices in accumulators:
+            merged[0].extend(ids)
+            merged[1].extend(indices)
+        return merged
+
+    def extract_output(self, accumulator) -> IdTally:
+        ids = np.frombuffer(accumulator[0], dtype=np.int64)
+        indices = np.frombuffer(accumulator[1], dtype=np.int64)
+        order = np.lexsort((indices, ids))
+        ids, indices = ids[order], indices[order]
+        unique, first, counts = np.unique(ids, return_index=True, return_counts=True)
+        kept_index = {
+            int(image_id): (None if indices[start] == indices[start + 1] else int(indices[start]))
+            for image_id, start, count in zip(unique, first, counts)
+            if count > 1
+        }
+        return IdTally(ids=unique, kept_index=kept_index)
+
+
+def _not_in_index(tally: IdTally, listed: list[int]) -> Iterator[beam.pvalue.TaggedOutput]:
+    listed_ids = np.unique(np.asarray(listed, dtype=np.int64))
+    for image_id in listed_ids[~np.isin(listed_ids, tally.ids)].tolist():
+        yield _reject(
+            image_id, Reason.NOT_IN_INDEX, f"{ava_index.TEST_LIST_FILE} lists {image_id}, AVA.txt has no row for it"
+        ).value
 
 
 def _parse_listed_id(line: str, source: str) -> Iterator[int]:
@@ -228,40 +266,29 @@ def _parse_listed_id(line: str, source: str) -> Iterator[int]:
         yield ava_index.parse_id_list(line, source)[0]
 
 
-class _ResolveIdFn(_SettlesRows):
-    """Keeps one row per id (the lowest AVA index), assigns its split, flags list-only ids."""
+class _MergeColumnsFn(beam.CombineFn):
+    def create_accumulator(self) -> stats.ExampleColumns:
+        return stats.ExampleColumns()
 
-    def __init__(self, validation_fraction: float, progress_dir: str | None):
-        super().__init__(progress_dir)
-        self._validation_fraction = validation_fraction
+    def add_input(self, accumulator: stats.ExampleColumns, columns: stats.ExampleColumns) -> stats.ExampleColumns:
+        return accumulator.merge(columns)
 
-    def process(self, element: tuple[int, Iterable[tuple[str, object]]]):
-        image_id, tagged = element
-        rows = sorted(
-            (value for kind, value in tagged if kind == _ROW),
-            key=lambda row: (row.index, row.rating_counts, row.semantic_tags, row.challenge_id),
-        )
-        in_test_list = any(kind == _LISTED_IN_TEST for kind, _ in tagged)
-        if not rows:
-            yield _reject(
-                image_id, Reason.NOT_IN_INDEX, f"{ava_index.TEST_LIST_FILE} lists {image_id}, AVA.txt has no row for it"
-            )
-            return
-        kept, *duplicates = rows
-        for duplicate in duplicates:
-            yield self._settled(_reject(
-                image_id,
-                Reason.DUPLICATE_ID,
-                f"AVA.txt row with index {duplicate.index} repeats id {image_id} of row {kept.index}; the first row is kept",
-            ))
-        yield ava_index.assign_split(image_id, in_test_list, self._validation_fraction), kept
+    def merge_accumulators(self, accumulators) -> stats.ExampleColumns:
+        merged = stats.ExampleColumns()
+        for accumulator in accumulators:
+            merged.merge(accumulator)
+        return merged
+
+    def extract_output(self, accumulator: stats.ExampleColumns) -> stats.ExampleColumns:
+        return accumulator
 
 
-class _DecodeAndWriteFn(_SettlesRows):
-    """Reads, validates and re-encodes each image and appends its example to this bundle's shards.
+class _DecodeAndWriteFn(beam.DoFn):
+    """One line of AVA.txt to an example in this bundle's shards, or to a rejection.
 
     Whatever one input raises ends as that input's rejection; only a failure to write
-    the shards (the output) fails the bundle.
+    the shards (the output) fails the bundle. Its main output is one ExampleColumns per
+    bundle (the statistics of its examples), emitted with the bundle's shard files.
     """
 
     def __init__(
@@ -270,30 +297,62 @@ class _DecodeAndWriteFn(_SettlesRows):
         policy: images.ImagePolicy,
         encode_example: Callable[[AvaExample], bytes],
         shard_dir: str,
+        validation_fraction: float,
+        num_tags: int | None,
         progress_dir: str | None,
         shard_bytes: int,
     ):
-        super().__init__(progress_dir)
         self._ava_dir = ava_dir
         self._policy = policy
         self._encode_example = encode_example
         self._shard_dir = shard_dir
+        self._validation_fraction = validation_fraction
+        self._num_tags = num_tags
+        self._progress_dir = progress_dir
         self._shard_bytes = shard_bytes
 
     def start_bundle(self) -> None:
         self._writers: dict[str, shards.RollingShardWriter] = {}
+        self._columns = stats.ExampleColumns()
+        self._listed: frozenset[int] | None = None
 
-    def process(self, element: tuple[str, ava_index.AvaRow]):
-        split, row = element
-        yield self._settled(self._decode(split, row))
+    def process(self, line: str, listed: list[int], kept_index: dict[int, int | None]):
+        if not line.strip():
+            return
+        _count("index_rows")
+        if self._listed is None:
+            self._listed = frozenset(listed)
+        outcome = self._settle(line, kept_index)
+        if self._progress_dir:
+            reporter = progress.ProgressReporter.for_dir(self._progress_dir)
+            reporter.add(progress.REJECTED if outcome is not None else progress.EXAMPLES)
+        if outcome is not None:
+            yield outcome
 
     def finish_bundle(self):
         for writer in self._writers.values():
             for shard in writer.close():
-                yield beam.pvalue.TaggedOutput(_SHARDS, WindowedValue(shard, MAX_TIMESTAMP, [GlobalWindow()]))
-        super().finish_bundle()
+                yield beam.pvalue.TaggedOutput(_SHARDS, _in_global_window(shard))
+        if self._columns.splits():
+            yield _in_global_window(self._columns)
+        if self._progress_dir:
+            progress.ProgressReporter.for_dir(self._progress_dir).flush()
 
-    def _decode(self, split: str, row: ava_index.AvaRow):
+    def _settle(self, line: str, kept_index: dict[int, int | None]) -> beam.pvalue.TaggedOutput | None:
+        """Writes the row's example and returns None, or returns its rejection."""
+        try:
+            row = ava_index.parse_row(line, self._num_tags)
+        except RejectedInput as error:
+            return _reject(_leading_id(line) if error.reason == Reason.ZERO_VOTES else None, error.reason, error.detail)
+        if row.image_id in kept_index and kept_index[row.image_id] != row.index:
+            kept = kept_index[row.image_id]
+            detail = (
+                f"AVA.txt row with index {row.index} repeats id {row.image_id} of row {kept}; the first row is kept"
+                if kept is not None
+                else f"id {row.image_id} is on several rows with the same index {row.index}: none can be told the first, none is kept"
+            )
+            return _reject(row.image_id, Reason.DUPLICATE_ID, detail)
+        split = ava_index.assign_split(row.image_id, row.image_id in self._listed, self._validation_fraction)
         path = ava_index.image_path(self._ava_dir, row.image_id)
         try:
             clean = images.reencode(read_image(path), self._policy)
@@ -316,7 +375,16 @@ class _DecodeAndWriteFn(_SettlesRows):
         self._writers[split].write(record)
         _count(f"examples_{split}")
         mean, _ = ratings.mean_and_std(row.rating_counts)
-        return stats.ExampleSummary(split, row.num_ratings, mean)
+        self._columns.add(split, row.num_ratings, mean)
+        return None
+
+
+def _leading_id(line: str) -> int:
+    return int(line.split()[1])
+
+
+def _in_global_window(value) -> WindowedValue:
+    return WindowedValue(value, MAX_TIMESTAMP, [GlobalWindow()])
 
 
 def read_image(path: str) -> bytes:
@@ -363,14 +431,14 @@ def _count_conversions(clean: images.CleanImage) -> None:
 
 def _write_reports(
     num_index_rows: int,
-    summaries: list[stats.ExampleSummary],
+    columns: stats.ExampleColumns,
     rejected: list[Rejection],
     shard_files: list[shards.ShardFile],
     output_dir: str,
 ) -> None:
     rejected = sorted(rejected, key=lambda r: (r.reason.value, r.image_id or 0, r.detail))
     reasons = [r.reason.value for r in rejected]
-    problems = stats.unaccounted(num_index_rows, summaries, reasons, shard_files)
+    problems = stats.unaccounted(num_index_rows, columns.counts(), reasons, shard_files)
     if problems:
         raise RuntimeError(
             "The build lost track of rows, so its output would be incomplete: " + "; ".join(problems)
@@ -378,9 +446,9 @@ def _write_reports(
             "(locally, --direct_num_workers=1 --direct_running_mode=in_memory is the safest)."
         )
     _write(f"{output_dir}/{REJECTED_FILE}", "".join(r.to_json() + "\n" for r in rejected).encode())
-    summary = stats.summarize(summaries, reasons, num_index_rows)
+    summary = stats.summarize(columns, reasons, num_index_rows)
     _write(f"{output_dir}/{STATS_FILE}", json.dumps(summary, indent=2, sort_keys=True).encode())
-    _write(f"{output_dir}/{EDA_FIGURE_FILE}", stats.eda_figure_png(summaries))
+    _write(f"{output_dir}/{EDA_FIGURE_FILE}", stats.eda_figure_png(columns))
     by_split = {
         split: [dataclasses.asdict(s) for s in sorted(shard_files) if s.split == split] for split in ava_index.SPLITS
     }

@@ -62,3 +62,25 @@ def test_every_row_of_a_few_thousand_is_accounted_for_from_the_files(tmp_path):
     assert examples == NUM_ROWS - len(rejected)
     read_back = sum(1 for split in ava_index.SPLITS for _ in builder.as_dataset(split=split, decoders={"image": tfds.decode.SkipDecoding()}))
     assert read_back == examples
+
+
+def test_misplaced_images_fail_early_saying_where_they_were_looked_for(tmp_path):
+    ava = tmp_path / "ava"
+    scaled_layout.write_layout(ava, 300, scaled_layout.draw_photos(tmp_path / "photos", 3), seed=2)
+    images_dir = ava / ava_index.IMAGES_DIR
+    nested = images_dir / ava_index.IMAGES_DIR  # the common slip: the archive unpacked one level too deep
+    nested.mkdir()
+    for path in list(images_dir.glob("*.jpg")):
+        path.rename(nested / path.name)
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "beam_pipelines.build", f"--ava_dir={ava}", f"--output_dir={tmp_path / 'tfds'}",
+            f"--runner={BEAM_RUNNER}",
+        ],
+        cwd=REPO, capture_output=True, text=True,
+    )
+    assert result.returncode != 0
+    message = result.stderr[result.stderr.index("FileNotFoundError: None of the photos"):]
+    assert f"is in {images_dir} " in message and "that directory holds 0 .jpg files" in message
+    assert f"{nested} exists: move its files up" in message
+    assert not (tmp_path / "tfds" / "ava" / "256" / "1.0.0").exists()

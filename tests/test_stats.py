@@ -1,5 +1,7 @@
 """The descriptive statistics of stats.json against pandas, and the summary's accounting."""
 
+import pickle
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -23,9 +25,26 @@ def test_describe_of_nothing_and_of_one():
     assert stats.describe([4.0])["sd"] == 0.0
 
 
+def _columns(*examples) -> stats.ExampleColumns:
+    columns = stats.ExampleColumns()
+    for split, num_ratings, mean in examples:
+        columns.add(split, num_ratings, mean)
+    return columns
+
+
+def test_columns_merge_and_read_back_per_split_and_in_all():
+    first, second = _columns(("train", 100, 5.25), ("test", 150, 4.0)), _columns(("train", 200, 6.5))
+    merged = stats.ExampleColumns().merge(first).merge(second)
+    assert merged.counts() == {"test": 1, "train": 2}
+    assert merged.num_ratings("train").tolist() == [100, 200]
+    assert merged.mean_scores("train").tolist() == [5.25, 6.5]
+    assert sorted(merged.num_ratings().tolist()) == [100, 150, 200]
+    assert merged.num_ratings("validation").size == 0
+    assert pickle.loads(pickle.dumps(merged)).counts() == merged.counts()
+
+
 def test_summary_counts_every_split_and_reason():
-    examples = [stats.ExampleSummary("train", 100, 5.0), stats.ExampleSummary("train", 200, 6.0),
-                stats.ExampleSummary("test", 150, 4.0)]
+    examples = _columns(("train", 100, 5.0), ("train", 200, 6.0), ("test", 150, 4.0))
     summary = stats.summarize(examples, ["missing_file", "missing_file", "zero_votes"], num_index_rows=6)
     assert summary["examples"] == {"test": 1, "train": 2}
     assert summary["rejected"]["missing_file"] == 2 and summary["rejected"]["zero_votes"] == 1
@@ -37,7 +56,7 @@ def test_summary_counts_every_split_and_reason():
 
 
 def test_unaccounted_is_empty_when_every_row_ends_once_and_the_shards_hold_the_examples():
-    examples = [stats.ExampleSummary("train", 100, 5.0)] * 3 + [stats.ExampleSummary("test", 90, 4.0)]
+    examples = {"train": 3, "test": 1}
     shard_files = [ShardFile("train", "a", 2, 10), ShardFile("train", "b", 1, 5), ShardFile("test", "c", 1, 5)]
     # 4 examples + 2 rejected rows = 6 rows; the not_in_index id is no row of AVA.txt.
     reasons = ["missing_file", "duplicate_id", "not_in_index"]
@@ -45,7 +64,7 @@ def test_unaccounted_is_empty_when_every_row_ends_once_and_the_shards_hold_the_e
 
 
 def test_unaccounted_names_lost_rows_and_shards_that_disagree_with_the_examples():
-    examples = [stats.ExampleSummary("train", 100, 5.0)] * 3
+    examples = {"train": 3}
     problems = stats.unaccounted(5, examples, ["zero_votes"], [ShardFile("train", "a", 2, 10)])
     assert len(problems) == 2
     assert "5 rows but 3 examples + 1 rejected rows = 4" in problems[0]
