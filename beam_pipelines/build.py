@@ -21,6 +21,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import tempfile
 from typing import Sequence
 
@@ -47,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(f"--ava_dir is required for --config={args.config}: where AVA.txt and images/ are")
     builder = tfds.builder(f"{DATASET}/{args.config}", data_dir=args.output_dir)
     options = PipelineOptions(beam_args)
-    monitor = None
+    monitor = progress_dir = None
     if options.view_as(StandardOptions).runner in _LOCAL_RUNNERS and not options.view_as(progress.ProgressOptions).progress_dir:
         progress_dir = tempfile.mkdtemp(prefix="ava-build-progress-")
         options = PipelineOptions([*beam_args, f"--progress_dir={progress_dir}"])
@@ -62,6 +63,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     finally:
         if monitor is not None:
             monitor.stop()
+        if progress_dir is not None:
+            shutil.rmtree(progress_dir, ignore_errors=True)
     stats_path = builder.data_path / transforms.STATS_FILE
     if stats_path.exists():
         print(stats.format_summary(json.loads(stats_path.read_text())))
