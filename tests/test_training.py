@@ -145,7 +145,7 @@ def test_mixed_precision_and_xla_train_with_a_float32_head(sample_data_dir, tmp_
 
 
 def test_nan_loss_stops_the_run_naming_the_step(demo_config, tmp_path):
-    demo_config.head.learning_rate = 1e38  # the weights overflow float32 within a few steps
+    demo_config.head.learning_rate = float("nan")  # the first update makes every weight NaN
     demo_config.train.log_every_steps = 1
     demo_config.train.max_steps_per_epoch = 5
     with pytest.raises(train.NonFiniteLossError, match=r"loss became nan at global step \d+ \((head|finetune) phase, epoch 1\)"):
