@@ -10,7 +10,7 @@ setuptools.setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=setuptools.find_packages(include=["ava_tfds", "ava_tfds.*", "beam_pipelines", "beam_pipelines.*", "trainer", "trainer.*", "configs"]),
+    packages=setuptools.find_packages(include=["ava_tfds", "ava_tfds.*", "ava_core", "ava_core.*", "beam_pipelines", "beam_pipelines.*", "trainer", "trainer.*", "serving", "serving.*", "configs"]),
     package_data={"ava_tfds.ava": ["README.md", "TAGS.txt", "CITATIONS.bib", "checksums.tsv"]},
     install_requires=[
         "absl-py>=2.0",

@@ -1,13 +1,14 @@
 """Builds the `ava` dataset with Beam: locally, or on Dataflow, Flink or Spark.
 
-    python -m beam_pipelines.build --ava_dir=DIR --output_dir=OUT [--config=256] \
-        --runner=FnApiRunner --direct_num_workers=2 --direct_running_mode=multi_processing
+    python -m beam_pipelines.build --ava_dir=DIR --output_dir=OUT [--config=256]
 
     python -m beam_pipelines.build --ava_dir=gs://B/ava --output_dir=gs://B/tfds \
         --runner=DataflowRunner --project=P --region=R --temp_location=gs://B/tmp \
         --setup_file=./setup.py
 
-Every flag other than the four of this module is Beam's own (`PipelineOptions`). It
+Every flag other than the four of this module is Beam's own (`PipelineOptions`). Without
+`--runner` the build runs on this machine: Beam's FnApiRunner with one worker process per
+core (`--direct_num_workers` to change that). It
 runs the same builder as `tfds build ava --imports=ava_tfds`, so the output is the same:
 TFRecords and dataset_info.json under OUT/ava/<config>/<version>/ (what `tfds.load` reads),
 with rejected.jsonl, stats.json and eda.png beside them. A local run shows a progress bar
@@ -35,10 +36,13 @@ from apache_beam.io.filesystems import FileSystems  # noqa: E402
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions  # noqa: E402
 
 import ava_tfds  # noqa: E402,F401  (registers the `ava` builder)
-from beam_pipelines import ava_index, progress, stats, transforms  # noqa: E402
+from ava_core import ava_index  # noqa: E402
+from ava_tfds.ava import progress, stats, transforms  # noqa: E402
 
 DATASET = "ava"
 _LOCAL_RUNNERS = {None, "DirectRunner", "FnApiRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner"}
+# FnApiRunner by name: DirectRunner would first try to download Prism.
+LOCAL_RUNNER_FLAGS = ("--runner=FnApiRunner", "--direct_running_mode=multi_processing")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -47,6 +51,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.config != "sample" and not args.ava_dir:
         raise SystemExit(f"--ava_dir is required for --config={args.config}: where AVA.txt and images/ are")
     builder = tfds.builder(f"{DATASET}/{args.config}", data_dir=args.output_dir)
+    beam_args = with_local_runner_defaults(beam_args)
     options = PipelineOptions(beam_args)
     monitor = progress_dir = None
     if options.view_as(StandardOptions).runner in _LOCAL_RUNNERS and not options.view_as(progress.ProgressOptions).progress_dir:
@@ -69,6 +74,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     if stats_path.exists():
         print(stats.format_summary(json.loads(stats_path.read_text())))
     print(f"Dataset written to {builder.data_path}: tfds.load('{DATASET}/{args.config}', data_dir={args.output_dir!r})")
+
+
+def with_local_runner_defaults(beam_args: Sequence[str]) -> list[str]:
+    """Beam's flags, plus the local multi-process runner on every core when no runner is named."""
+    if any(arg.startswith("--runner") for arg in beam_args):
+        return list(beam_args)
+    workers = [] if any(arg.startswith("--direct_num_workers") for arg in beam_args) else [
+        f"--direct_num_workers={os.cpu_count() or 1}"
+    ]
+    return [*beam_args, *LOCAL_RUNNER_FLAGS, *workers]
 
 
 def _parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:

@@ -41,8 +41,8 @@ import time
 import numpy as np
 import psutil
 
-from beam_pipelines import ava_index, images
-from beam_pipelines.scaled_layout import AVA_NUM_ROWS, check_accounting, draw_photos, write_layout
+from ava_core import ava_index, images
+from ava_core.scaled_layout import AVA_NUM_ROWS, check_accounting, draw_photos, write_layout
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 GOAL_PEAK_BYTES = 3 << 30
@@ -158,7 +158,7 @@ def run_build(layout: pathlib.Path, out: pathlib.Path, config: str, workers: int
     shutil.rmtree(out, ignore_errors=True)
     command = [
         sys.executable, "-m", "beam_pipelines.build", f"--config={config}", f"--ava_dir={layout}", f"--output_dir={out}",
-        "--runner=FnApiRunner", f"--direct_num_workers={workers}", "--direct_running_mode=multi_processing",
+        f"--direct_num_workers={workers}",
     ]
     log = out.with_suffix(".log")
     with open(log, "wb") as log_file:

@@ -16,7 +16,7 @@ import os
 import tensorflow as tf
 
 from ava_tfds.ava import features
-from benchmarks import _common
+from benchmarks import common
 from configs import nima_mobilenet
 from trainer import input_pipeline
 
@@ -30,14 +30,14 @@ def main() -> None:
     args = parser.parse_args()
     config = nima_mobilenet.get_config()
     config.dataset.name = "ava/sample"
-    config.dataset.data_dir = _common.sample_dataset()
+    config.dataset.data_dir = common.sample_dataset()
     config.train.global_batch_size = BATCH
     context = tf.distribute.InputContext()
     cores = os.cpu_count()
 
     def images_per_second(dataset: tf.data.Dataset) -> float:
         iterator = iter(dataset.repeat())
-        return _common.rate(lambda: int(next(iterator)[input_pipeline.PIXELS].shape[0]), args.seconds, warmup=3)
+        return common.rate(lambda: int(next(iterator)[input_pipeline.PIXELS].shape[0]), args.seconds, warmup=3)
 
     ceiling_dataset = (
         input_pipeline.eval_records(config, config.dataset.train_split)

@@ -2,7 +2,7 @@
 
     python -m benchmarks.predict_benchmark [--num_images=300] [--image_size=224]
 
-Subject: `trainer.predict.score_files` (read files in threads, decode and resize in the
+Subject: `serving.predict.score_files` (read files in threads, decode and resize in the
 SavedModel's graph, batches of 32). Ceiling: the same SavedModel's Keras model called on
 already decoded and resized float batches of 32. Goal: at least 80% of the ceiling.
 """
@@ -21,7 +21,8 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from trainer import export, models, predict
+from serving import export, predict
+from trainer import models
 
 BATCH = 32
 GOAL = 0.80
@@ -67,7 +68,7 @@ def main() -> None:
         raw_rate = done / (time.perf_counter() - start)
     print(f"{'scoring':<48}{'images/s':>10}{'vs raw':>8}")
     print(f"{'model on decoded, resized batches (ceiling)':<48}{raw_rate:>10.1f}{1.0:>8.2f}")
-    print(f"{'trainer.predict over a folder of 256px JPEGs':<48}{predict_rate:>10.1f}{predict_rate / raw_rate:>8.2f}")
+    print(f"{'serving.predict over a folder of 256px JPEGs':<48}{predict_rate:>10.1f}{predict_rate / raw_rate:>8.2f}")
     print(f"goal: predict >= {GOAL:.0%} of the raw rate: {'met' if predict_rate / raw_rate >= GOAL else 'NOT met'} ({predict_rate / raw_rate:.2f})")
 
 

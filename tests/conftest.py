@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from beam_pipelines import ava_index
-from beam_pipelines.rejections import Reason
+from ava_core import ava_index
+from ava_core.rejections import Reason
 
 # Local Beam runs name their runner: the default DirectRunner first tries to download Prism.
 BEAM_RUNNER = "FnApiRunner"
@@ -92,7 +92,7 @@ def sample_data_dir(tmp_path_factory) -> str:
     subprocess.run(
         [
             sys.executable, "-m", "beam_pipelines.build", "--config=sample", f"--output_dir={data_dir}",
-            f"--runner={BEAM_RUNNER}", "--direct_num_workers=2", "--direct_running_mode=multi_processing",
+            "--direct_num_workers=2",
         ],
         check=True, cwd=pathlib.Path(__file__).resolve().parents[1], capture_output=True,
     )

@@ -15,7 +15,7 @@ import sys
 import tensorflow_datasets as tfds
 
 import image_zoo
-from beam_pipelines import ava_index, scaled_layout
+from ava_core import ava_index, scaled_layout
 
 from conftest import BEAM_RUNNER
 
@@ -47,7 +47,7 @@ def test_every_row_of_a_few_thousand_is_accounted_for_from_the_files(tmp_path):
     subprocess.run(
         [
             sys.executable, "-m", "beam_pipelines.build", f"--ava_dir={ava}", f"--output_dir={out}", "--config=256",
-            f"--runner={BEAM_RUNNER}", "--direct_num_workers=2", "--direct_running_mode=multi_processing",
+            "--direct_num_workers=2",
         ],
         check=True, cwd=REPO, capture_output=True,
     )

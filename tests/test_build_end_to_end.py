@@ -18,7 +18,9 @@ import tensorflow_datasets as tfds
 from PIL import Image, ImageOps
 
 import ava_tfds  # noqa: F401  (registers `ava`)
-from beam_pipelines import ava_index, sample, transforms
+from ava_core import ava_index, sample
+
+from ava_tfds.ava import transforms
 
 from conftest import BEAM_RUNNER
 from test_ratings import REPORT_ROWS
@@ -49,7 +51,7 @@ def built(ava_dir, tmp_path_factory) -> pathlib.Path:
         [
             sys.executable, "-m", "beam_pipelines.build",
             f"--ava_dir={root}", f"--output_dir={data_dir}", "--config=256",
-            f"--runner={BEAM_RUNNER}", "--direct_num_workers=2", "--direct_running_mode=multi_processing",
+            "--direct_num_workers=2",
         ],
         check=True, cwd=REPO, capture_output=True, text=True,
     )

@@ -15,7 +15,7 @@ from configs import nima_mobilenet
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CLOUDBUILD = REPO / "cloudbuild.yaml"
 # Project commands only: `python -m build` is PyPA's sdist builder.
-_COMMAND = re.compile(r"python -m ((?:beam_pipelines|trainer|ava_tfds)\.[\w.]+)([^\n]*)")
+_COMMAND = re.compile(r"python -m ((?:beam_pipelines|trainer|serving|ava_tfds)\.[\w.]+)([^\n]*)")
 _FLAG = re.compile(r"(?:^|\s)--([\w.]+)")
 _OWN_FLAGS = {"beam_pipelines.build": {"ava_dir", "output_dir", "config"}}
 
@@ -39,7 +39,7 @@ def test_cloudbuild_matches_the_cloud_build_schema():
 
 def test_the_build_runs_every_stage_of_retraining():
     modules = {module for module, _ in _commands()}
-    assert {"beam_pipelines.build", "trainer.evaluate", "trainer.export", "trainer.promote"} <= modules
+    assert {"beam_pipelines.build", "trainer.evaluate", "serving.export", "serving.promote"} <= modules
     ids = [step["id"] for step in yaml.safe_load(CLOUDBUILD.read_text())["steps"]]
     assert ids.index("test") < ids.index("dataset") < ids.index("train") < ids.index("promote") < ids.index("register")
     assert "python-module=trainer.main" in CLOUDBUILD.read_text()
@@ -88,3 +88,10 @@ def test_schedule_script_creates_trigger_and_weekly_job(tmp_path):
     assert r"--schedule=0\ 3\ \*\ \*\ 1" in run.stdout
     missing = subprocess.run(["bash", str(REPO / "deploy" / "schedule.sh")], env={**env, "BUCKET": ""}, capture_output=True, text=True)
     assert missing.returncode != 0 and "set BUCKET" in missing.stderr
+
+
+def test_the_dataset_version_is_the_builders_not_a_copy():
+    from ava_tfds.ava import ava_dataset_builder
+
+    assert str(ava_dataset_builder.Builder.VERSION) not in CLOUDBUILD.read_text()
+    assert ".is_prepared()" in CLOUDBUILD.read_text()

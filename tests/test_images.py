@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from beam_pipelines import images
-from beam_pipelines.rejections import Reason, RejectedInput
+from ava_core import images
+from ava_core.rejections import Reason, RejectedInput
 
 POLICY = images.ImagePolicy(resize_to=(64, 64))
 FULL = images.ImagePolicy(resize_to=None)

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 import icc_profiles
-from beam_pipelines import images
+from ava_core import images
 
 FULL = images.ImagePolicy(resize_to=None)
 PATCH = 32

@@ -16,8 +16,8 @@ import pytest
 from PIL import Image
 
 import image_zoo
-from beam_pipelines import images
-from beam_pipelines.rejections import RejectedInput
+from ava_core import images
+from ava_core.rejections import RejectedInput
 
 FULL = images.ImagePolicy(resize_to=None)
 ZOO = image_zoo.zoo()
@@ -76,8 +76,8 @@ _FUZZ_SCRIPT = """
 import collections, json, resource, sys
 sys.path.insert(0, {tests_dir!r})
 import image_zoo
-from beam_pipelines import images
-from beam_pipelines.rejections import RejectedInput
+from ava_core import images
+from ava_core.rejections import RejectedInput
 
 policy = images.ImagePolicy(resize_to=(64, 64), max_pixels={max_pixels})
 zoo = image_zoo.zoo()

@@ -4,7 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from ava_tfds.ava import features
-from trainer import input_pipeline
+from trainer import input_pipeline, task
 
 PIXELS, DISTRIBUTION = input_pipeline.PIXELS, input_pipeline.DISTRIBUTION
 
@@ -68,9 +68,11 @@ def test_evaluation_sees_each_whole_image_once(demo_config):
     np.testing.assert_array_equal(batches[0][PIXELS][0], expected)
 
 
+def _score_bins(records) -> np.ndarray:
+    return np.bincount([int(np.clip(np.floor(r[features.MEAN_SCORE]), 1, 10)) - 1 for r in records.as_numpy_iterator()], minlength=10)
+
+
 def test_undersampling_caps_each_score_bin(demo_config):
-    demo_config.input.max_images_per_bin = 5
-    demo_config.input.shuffle_buffer = 1
     records = input_pipeline._undersample(input_pipeline.eval_records(demo_config, "train"), 5)
     bins = [int(np.clip(np.floor(r[features.MEAN_SCORE]), 1, 10)) for r in records.as_numpy_iterator()]
     counts = np.bincount(bins, minlength=11)
@@ -81,3 +83,15 @@ def test_undersampling_caps_each_score_bin(demo_config):
 def test_training_distribution_is_the_mean_of_the_split(demo_config):
     distributions = [r[features.RATING_DISTRIBUTION] for r in input_pipeline.eval_records(demo_config, "train").as_numpy_iterator()]
     np.testing.assert_allclose(input_pipeline.training_distribution(demo_config).numpy(), np.mean(distributions, axis=0), rtol=1e-5)
+
+
+def test_an_undersampled_epoch_is_as_long_as_the_images_it_keeps(demo_config):
+    cap = 12
+    demo_config.input.max_images_per_bin = cap
+    demo_config.train.global_batch_size = 4
+    demo_config.train.max_steps_per_epoch = 0
+    kept = int(np.minimum(_score_bins(input_pipeline.eval_records(demo_config, "train")), cap).sum())
+    assert kept < cap * 10, "the sample's tail score bins must hold fewer images than the cap for this test to mean anything"
+    assert input_pipeline.images_per_epoch(demo_config) == kept
+    epoch = input_pipeline.train_dataset(demo_config, _context(), epoch=0)
+    assert task.steps_per_epoch(demo_config) == sum(1 for _ in epoch) == kept // 4

@@ -8,7 +8,7 @@ import sys
 import pytest
 import tensorflow as tf
 
-from trainer import promote
+from serving import promote
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -137,7 +137,7 @@ def test_command_line_writes_the_decision_for_later_build_steps(tmp_path, servin
     model, metrics = _candidate(tmp_path, "v1", 0.09, 0.50)
     decision_file = tmp_path / "decision.env"
     run = subprocess.run(
-        [sys.executable, "-m", "trainer.promote", f"--candidate={model}", f"--candidate_metrics={metrics}",
+        [sys.executable, "-m", "serving.promote", f"--candidate={model}", f"--candidate_metrics={metrics}",
          f"--serving_dir={serving}", "--version=v1", f"--decision_file={decision_file}"],
         cwd=REPO, capture_output=True, text=True,
     )
@@ -145,7 +145,7 @@ def test_command_line_writes_the_decision_for_later_build_steps(tmp_path, servin
     assert "PROMOTED" in run.stdout
     assert decision_file.read_text() == "PROMOTED=true\nVERSION=v1\nCHAMPION=\n"
     bad = subprocess.run(
-        [sys.executable, "-m", "trainer.promote", f"--candidate={model}", f"--candidate_metrics={tmp_path / 'none.json'}",
+        [sys.executable, "-m", "serving.promote", f"--candidate={model}", f"--candidate_metrics={tmp_path / 'none.json'}",
          f"--serving_dir={serving}", "--version=v2"],
         cwd=REPO, capture_output=True, text=True,
     )

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from beam_pipelines import ratings
+from ava_core import ratings
 
 # The project report's sample rows: id -> (votes for 1..10, mean, sd) as it tabulates them.
 REPORT_ROWS = {

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image, UnidentifiedImageError
 from scipy import stats
 
-from beam_pipelines import ava_index, images, ratings, sample
-from beam_pipelines.rejections import Reason, RejectedInput
+from ava_core import ava_index, images, ratings, sample
+from ava_core.rejections import Reason, RejectedInput
 
 NUM_IMAGES = 60
 SIDES = {"min_side": 64, "max_side": 96}
@@ -68,7 +68,7 @@ def test_manifest_file_is_the_returned_manifest(written):
     )
     assert record["planted"] == manifest.planted
     assert sorted(reason for _, reason in manifest.expected_rejections) == sorted(
-        reason for reason in sample.PLANTED.values() if reason is not None
+        planted.reason for planted in sample.PLANTED.values() if planted.reason is not None
     )
 
 
@@ -192,7 +192,7 @@ def test_rejects_sides_the_pipeline_would_reject(tmp_path):
 
 def test_command_line(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "beam_pipelines.sample", f"--out_dir={tmp_path}", "--num_images=2",
+        [sys.executable, "-m", "ava_core.sample", f"--out_dir={tmp_path}", "--num_images=2",
          "--min_side=40", "--max_side=48", "--seed=3"],
         capture_output=True, text=True, check=True,
     )

@@ -13,7 +13,8 @@ import tensorflow as tf
 from PIL import Image
 
 from ava_tfds.ava import features
-from trainer import evaluate, evaluation, export, input_pipeline, metrics, predict, workdir as workdir_lib
+from serving import export, predict, signature
+from trainer import evaluate, input_pipeline, metrics, predictions, run_dir
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -22,7 +23,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 def exported(trained_workdir, tmp_path_factory) -> str:
     export_dir = str(tmp_path_factory.mktemp("export") / "nima")
     subprocess.run(
-        [sys.executable, "-m", "trainer.export", f"--workdir={trained_workdir}", f"--export_dir={export_dir}"],
+        [sys.executable, "-m", "serving.export", f"--workdir={trained_workdir}", f"--export_dir={export_dir}"],
         check=True, cwd=REPO, capture_output=True,
     )
     return export_dir
@@ -38,7 +39,7 @@ def test_evaluation_writes_metrics_report_and_figures(trained_workdir):
     result = evaluate.evaluate_run(trained_workdir, "test")
     eval_dir = pathlib.Path(trained_workdir) / evaluate.EVAL_DIR
     stored = json.loads((eval_dir / evaluate.METRICS_FILE).read_text())
-    config = workdir_lib.load_config(trained_workdir)
+    config = run_dir.load_config(trained_workdir)
     assert stored["model"]["num_images"] == input_pipeline.num_examples(config, "test")
     assert stored["baseline"]["srcc_mean"] == 0.0
     assert stored["model"] == pytest.approx(result["model"])
@@ -51,11 +52,11 @@ def test_evaluation_writes_metrics_report_and_figures(trained_workdir):
 
 
 def test_exported_scores_equal_the_evaluation_scores(trained_workdir, exported):
-    config = workdir_lib.load_config(trained_workdir)
-    model, _ = workdir_lib.restore_model(trained_workdir, config)
-    expected = evaluation.predict_split(model, config, "test")
+    config = run_dir.load_config(trained_workdir)
+    model, _ = run_dir.restore_model(trained_workdir, config)
+    expected = predictions.predict_split(model, config, "test")
     encoded = {int(r[features.IMAGE_ID]): r[features.IMAGE] for r in input_pipeline.eval_records(config, "test").as_numpy_iterator()}
-    serve = tf.saved_model.load(exported).signatures[export.SIGNATURE]
+    serve = tf.saved_model.load(exported).signatures[signature.SIGNATURE]
     ids = [int(i) for i in expected.image_ids]
     outputs = serve(images=tf.constant([encoded[i] for i in ids]))
     np.testing.assert_allclose(outputs["distribution"].numpy(), expected.predicted_distribution, atol=1e-5)
@@ -64,14 +65,14 @@ def test_exported_scores_equal_the_evaluation_scores(trained_workdir, exported):
 
 
 def test_jpeg_and_png_of_any_size_batched_or_alone(trained_workdir, exported):
-    config = workdir_lib.load_config(trained_workdir)
-    model, _ = workdir_lib.restore_model(trained_workdir, config)
+    config = run_dir.load_config(trained_workdir)
+    model, _ = run_dir.restore_model(trained_workdir, config)
     rng = np.random.default_rng(0)
     photos = [_encode(rng.integers(0, 255, (h, w, 3), dtype=np.uint8), fmt) for (h, w), fmt in
               [((300, 200), "JPEG"), ((64, 64), "PNG"), ((97, 411), "PNG"), ((1000, 750), "JPEG")]]
     pixels = tf.stack([input_pipeline.decode_for_model(p, config.input.image_size) for p in photos])
     expected = model(pixels, training=False).numpy()
-    serve = tf.saved_model.load(exported).signatures[export.SIGNATURE]
+    serve = tf.saved_model.load(exported).signatures[signature.SIGNATURE]
     batched = serve(images=tf.constant(photos))["distribution"].numpy()
     np.testing.assert_allclose(batched, expected, atol=1e-5)
     for photo, row in zip(photos, expected):
@@ -86,7 +87,7 @@ def test_saved_model_loads_with_tensorflow_alone(exported, tmp_path):
         f"serve = tf.saved_model.load({exported!r}).signatures['serving_default']\n"
         f"out = serve(images=tf.constant([open({str(tmp_path / 'photo.jpg')!r}, 'rb').read()]))\n"
         "assert out['distribution'].shape == (1, 10) and out['mean'].shape == (1,)\n"
-        "project = [m for m in sys.modules if m.split('.')[0] in ('trainer', 'beam_pipelines', 'ava_tfds', 'configs')]\n"
+        "project = [m for m in sys.modules if m.split('.')[0] in ('trainer', 'serving', 'ava_core', 'beam_pipelines', 'ava_tfds', 'configs')]\n"
         "assert not project, project\n"
     )
     subprocess.run([sys.executable, "-c", script], check=True, cwd=tmp_path, capture_output=True)
@@ -117,7 +118,7 @@ def test_predict_ranks_good_photos_and_reports_each_bad_one(exported, tmp_path):
     bad = {"empty.jpg": "empty file", "notes.jpg": "not a JPEG", "truncated.jpg": "cannot decode"}
 
     run = subprocess.run(
-        [sys.executable, "-m", "trainer.predict", f"--model={exported}", "--format=csv", "--batch_size=4", str(folder),
+        [sys.executable, "-m", "serving.predict", f"--model={exported}", "--format=csv", "--batch_size=4", str(folder),
          str(tmp_path / "missing.jpg")],
         cwd=REPO, capture_output=True, text=True,
     )
@@ -131,7 +132,7 @@ def test_predict_ranks_good_photos_and_reports_each_bad_one(exported, tmp_path):
     assert "missing.jpg: no such file or folder" in run.stderr
 
     top = subprocess.run(
-        [sys.executable, "-m", "trainer.predict", f"--model={exported}", "--format=json", "--top=2", f"{folder}/nested/*.jpg"],
+        [sys.executable, "-m", "serving.predict", f"--model={exported}", "--format=json", "--top=2", f"{folder}/nested/*.jpg"],
         cwd=REPO, capture_output=True, text=True,
     )
     assert top.returncode == 0, top.stderr[-2000:]

@@ -2,8 +2,8 @@
 
 import tensorflow as tf
 
-from beam_pipelines import shards
-from beam_pipelines.shards import ShardFile
+from ava_tfds.ava import shards
+from ava_tfds.ava.shards import ShardFile
 
 
 def _shard(name: str, num_bytes: int, split: str = "train") -> ShardFile:

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from beam_pipelines import stats
-from beam_pipelines.rejections import Reason
-from beam_pipelines.shards import ShardFile
+from ava_tfds.ava import stats
+from ava_core.rejections import Reason
+from ava_tfds.ava.shards import ShardFile
 
 
 def test_describe_matches_pandas():

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from trainer import strategies, train
+from trainer import loop, run_dir, strategies, train
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 WORKER = str(REPO / "tests" / "training_worker.py")
@@ -51,7 +51,7 @@ def _finish(process, timeout=600, with_log=False):
 
 
 def _history(workdir):
-    return pd.read_csv(pathlib.Path(workdir) / train.HISTORY_FILE)
+    return pd.read_csv(pathlib.Path(workdir) / run_dir.HISTORY_FILE)
 
 
 def _free_ports(n):
@@ -74,10 +74,10 @@ def test_demo_learns_to_rank_better_than_the_baseline(demo_config, tmp_path):
     history = _history(tmp_path)
     assert list(history["phase"]) == ["head"] * demo_config.head.epochs + ["finetune"] * demo_config.finetune.epochs
     assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
-    for name in (train.CONFIG_FILE, train.METRICS_FILE):
+    for name in (run_dir.CONFIG_FILE, run_dir.METRICS_FILE):
         assert (tmp_path / name).exists()
-    assert list((tmp_path / train.TENSORBOARD_DIR).glob("events.out.tfevents.*"))
-    assert tf.train.latest_checkpoint(str(tmp_path / train.BEST_DIR))
+    assert list((tmp_path / run_dir.TENSORBOARD_DIR).glob("events.out.tfevents.*"))
+    assert tf.train.latest_checkpoint(str(tmp_path / run_dir.BEST_DIR))
 
 
 def test_mirrored_and_multi_worker_give_the_single_device_loss(sample_data_dir, tmp_path):
@@ -117,7 +117,7 @@ def test_sigkill_in_phase_two_resumes_and_ends_like_an_uninterrupted_run(sample_
     process = _run_worker("default", workdir, sample_data_dir, env=env, **overrides)
     deadline = time.time() + 300
     while time.time() < deadline:
-        steps = [int(p.name.split("-")[1].split(".")[0]) for p in (workdir / train.CHECKPOINT_DIR).glob("ckpt-*.index")]
+        steps = [int(p.name.split("-")[1].split(".")[0]) for p in (workdir / run_dir.CHECKPOINT_DIR).glob("ckpt-*.index")]
         if any(head_steps < step < 3 * head_steps for step in steps):
             break
         assert process.poll() is None, "the run ended before it could be killed in phase 2"
@@ -148,7 +148,7 @@ def test_nan_loss_stops_the_run_naming_the_step(demo_config, tmp_path):
     demo_config.head.learning_rate = float("nan")  # the first update makes every weight NaN
     demo_config.train.log_every_steps = 1
     demo_config.train.max_steps_per_epoch = 5
-    with pytest.raises(train.NonFiniteLossError, match=r"loss became nan at global step \d+ \((head|finetune) phase, epoch 1\)"):
+    with pytest.raises(loop.NonFiniteLossError, match=r"loss became nan at global step \d+ \((head|finetune) phase, epoch 1\)"):
         train.train_and_evaluate(demo_config, str(tmp_path), tf.distribute.get_strategy())
 
 

@@ -17,8 +17,9 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.testing.test_pipeline import TestPipeline
 from PIL import Image
 
-from beam_pipelines import ava_index, images, transforms
-from beam_pipelines.rejections import Reason, Rejection
+from ava_core import ava_index, images
+from ava_tfds.ava import transforms
+from ava_core.rejections import Reason, Rejection
 
 from conftest import BEAM_RUNNER
 
@@ -26,7 +27,7 @@ POLICY = images.ImagePolicy(resize_to=(48, 48))
 VALIDATION_FRACTION = 0.2
 
 
-def encode_as_json(example: transforms.AvaExample) -> bytes:
+def encode_as_json(example: ava_index.AvaExample) -> bytes:
     size = Image.open(io.BytesIO(example.image)).size
     return json.dumps([example.image_id, example.split, list(example.rating_counts), list(size)]).encode()
 
@@ -169,3 +170,11 @@ def dds_with_unknown_pixel_format(width: int = 64, height: int = 64) -> bytes:
     pixel_format = struct.pack("<II4sIIIII", 32, 0x4, b"XXXX", 0, 0, 0, 0, 0)  # DDPF_FOURCC with an unknown code
     header = struct.pack("<IIIIIII", 124, 0x1007, height, width, 0, 0, 0) + bytes(44) + pixel_format
     return b"DDS " + header + struct.pack("<IIIII", 0x1000, 0, 0, 0, 0) + bytes(width * height)
+
+
+def test_a_bad_line_of_the_test_list_is_named_by_its_number(tiny_ava, tmp_path):
+    test_list = tiny_ava.root / ava_index.TEST_LIST_FILE
+    lines = test_list.read_text().splitlines()
+    test_list.write_text("\n".join(lines[:2] + ["12x"] + lines[2:]) + "\n")
+    with pytest.raises(ValueError, match=rf"generic_test.jpgl:3: expected one integer image id, got '12x'"):
+        run_build(tiny_ava.root, tmp_path / "out")

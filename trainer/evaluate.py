@@ -18,7 +18,7 @@ import tensorflow as tf
 from absl import app, flags
 
 from ava_tfds.ava import features
-from trainer import evaluation, input_pipeline, metrics, plots, train, workdir as workdir_lib
+from trainer import input_pipeline, metrics, plots, predictions, run_dir
 
 EVAL_DIR = "eval"
 METRICS_FILE, REPORT_FILE = "metrics.json", "report.md"
@@ -39,11 +39,11 @@ FLAGS = flags.FLAGS
 
 def evaluate_run(workdir: str, split: str = "test", data_dir: str = "") -> dict:
     """Scores the run's best checkpoint on `split`, writes the report and figures, returns the metrics."""
-    config = workdir_lib.load_config(workdir)
+    config = run_dir.load_config(workdir)
     if data_dir:
         config.dataset.data_dir = data_dir
-    model, checkpoint = workdir_lib.restore_model(workdir, config)
-    predictions, comparison = evaluation.compare_with_baseline(model, config, split)
+    model, checkpoint = run_dir.restore_model(workdir, config)
+    scored, comparison = predictions.compare_with_baseline(model, config, split)
     result = {"split": split, "checkpoint": checkpoint, **comparison, "published": PUBLISHED}
     out = os.path.join(workdir, EVAL_DIR)
     tf.io.gfile.makedirs(out)
@@ -51,7 +51,7 @@ def evaluate_run(workdir: str, split: str = "test", data_dir: str = "") -> dict:
         json.dump(result, file, indent=2)
     with tf.io.gfile.GFile(os.path.join(out, REPORT_FILE), "w") as file:
         file.write(report_table(result))
-    _write_figures(out, predictions, config, workdir, split)
+    _write_figures(out, scored, config, workdir, split)
     return result
 
 
@@ -81,21 +81,21 @@ def _format(value) -> str:
     return f"{value:.4f}"
 
 
-def _write_figures(out: str, predictions: evaluation.Predictions, config, workdir: str, split: str) -> None:
-    true_mean = metrics.mean_score(predictions.true_distribution)
-    predicted_mean = metrics.mean_score(predictions.predicted_distribution)
+def _write_figures(out: str, scored: predictions.Predictions, config, workdir: str, split: str) -> None:
+    true_mean = metrics.mean_score(scored.true_distribution)
+    predicted_mean = metrics.mean_score(scored.predicted_distribution)
     figures = {
         "scatter.png": plots.scatter(true_mean, predicted_mean),
         "mean_distributions.png": plots.mean_distributions(true_mean, predicted_mean),
         "error_by_bucket.png": plots.error_by_bucket(true_mean, predicted_mean),
         "best_and_worst.png": plots.best_and_worst(
-            _images_by_id(config, split, _extremes(predictions.image_ids, predicted_mean)),
-            predictions.image_ids,
+            _images_by_id(config, split, _extremes(scored.image_ids, predicted_mean)),
+            scored.image_ids,
             true_mean,
             predicted_mean,
         ),
     }
-    history_path = os.path.join(workdir, train.HISTORY_FILE)
+    history_path = os.path.join(workdir, run_dir.HISTORY_FILE)
     if tf.io.gfile.exists(history_path):
         with tf.io.gfile.GFile(history_path) as file:
             figures["training_curves.png"] = plots.training_curves(pd.read_csv(file))

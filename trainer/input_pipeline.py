@@ -15,11 +15,12 @@ resumed mid-epoch or sharded differently sees the same crops.
 from __future__ import annotations
 
 import ml_collections
+import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from ava_tfds.ava import features
-from beam_pipelines import ratings
+from ava_core import ratings
 
 AUTOTUNE = tf.data.AUTOTUNE
 PIXELS, DISTRIBUTION = "pixels", "distribution"
@@ -67,6 +68,25 @@ def num_examples(config: ml_collections.ConfigDict, split: str) -> int:
     return _builder(config).info.splits[split].num_examples
 
 
+def images_per_epoch(config: ml_collections.ConfigDict) -> int:
+    """Training images an epoch visits: all, or with `max_images_per_bin` the sum over score
+    bins of min(images in the bin, the cap). AVA's tail bins hold fewer than any useful cap,
+    so counting every bin as full would make the epoch longer than its data."""
+    if not config.input.max_images_per_bin:
+        return num_examples(config, config.dataset.train_split)
+    return int(np.minimum(score_bin_counts(config, config.dataset.train_split), config.input.max_images_per_bin).sum())
+
+
+def score_bin_counts(config: ml_collections.ConfigDict, split: str) -> np.ndarray:
+    """Images of `split` per mean-score bin (1..10), from one pass over its records."""
+    bins = eval_records(config, split).map(_score_bin, num_parallel_calls=AUTOTUNE).batch(4096)
+    counts = bins.reduce(
+        tf.zeros([ratings.NUM_BINS], tf.int64),
+        lambda total, batch: total + tf.math.bincount(batch, minlength=ratings.NUM_BINS, maxlength=ratings.NUM_BINS, dtype=tf.int64),
+    )
+    return counts.numpy()
+
+
 def training_distribution(config: ml_collections.ConfigDict) -> tf.Tensor:
     """The mean vote distribution of the training split: the baseline every model must beat."""
     records = eval_records(config, config.dataset.train_split)
@@ -81,8 +101,21 @@ def decode_for_model(encoded: tf.Tensor, image_size: int) -> tf.Tensor:
     return tf.image.resize(tf.cast(image, tf.float32), [image_size, image_size], antialias=True)
 
 
+class DatasetNotBuiltError(FileNotFoundError):
+    """The config's dataset is not where it points; the message gives the command that builds it."""
+
+
 def _builder(config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
-    return tfds.builder(config.dataset.name, data_dir=config.dataset.data_dir or None)
+    builder = tfds.builder(config.dataset.name, data_dir=config.dataset.data_dir or None)
+    if not builder.is_prepared():
+        name, _, builder_config = config.dataset.name.partition("/")
+        ava_dir = "" if builder_config == "sample" else " --ava_dir=AVA_DIR"
+        raise DatasetNotBuiltError(
+            f"{config.dataset.name} is not built in {builder.data_dir}: build it with `python -m "
+            f"beam_pipelines.build --config={builder_config or '256'}{ava_dir} --output_dir={config.dataset.data_dir or '~/tensorflow_datasets'}`"
+            " or point --config.dataset.data_dir at where it was built"
+        )
+    return builder
 
 
 def _read(config, split: str, input_context, shuffle_seed) -> tf.data.Dataset:
@@ -106,8 +139,8 @@ def _read(config, split: str, input_context, shuffle_seed) -> tf.data.Dataset:
 
 
 def _finish(dataset: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
-    # A record whose image does not decode is skipped with a logged warning; the training
-    # loop reports how many images an epoch came short.
+    # The build stored only images that decode; one that still fails is skipped with tf.data's
+    # logged warning rather than ending the run.
     return dataset.ignore_errors(log_warning=True).batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
 
 
@@ -134,13 +167,18 @@ def _random_crop(record, image_size: int, crop_fraction: float, seed: int):
     return {PIXELS: pixels, DISTRIBUTION: record[features.RATING_DISTRIBUTION]}
 
 
+def _score_bin(record) -> tf.Tensor:
+    """0..9: the bin of the record's mean score (1..10, floored)."""
+    return tf.clip_by_value(
+        tf.cast(tf.math.floor(record[features.MEAN_SCORE]), tf.int32) - ratings.MIN_SCORE, 0, ratings.NUM_BINS - 1
+    )
+
+
 def _undersample(records: tf.data.Dataset, max_per_bin: int) -> tf.data.Dataset:
     """Keeps at most `max_per_bin` images per mean-score bin (1..10) in this epoch."""
 
     def count(seen, record):
-        score_bin = tf.clip_by_value(
-            tf.cast(tf.math.floor(record[features.MEAN_SCORE]), tf.int32) - ratings.MIN_SCORE, 0, ratings.NUM_BINS - 1
-        )
+        score_bin = _score_bin(record)
         seen = tf.tensor_scatter_nd_add(seen, [[score_bin]], [1])
         return seen, (record, seen[score_bin] <= max_per_bin)
 

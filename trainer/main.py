@@ -15,7 +15,7 @@ from ml_collections import config_flags
 
 import configs
 from configs import nima_mobilenet
-from trainer import strategies, train
+from trainer import input_pipeline, strategies, train
 
 
 def _config_help() -> str:
@@ -44,7 +44,10 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     strategy = strategies.make_strategy(_STRATEGY.value, _TPU.value)
     logging.info("strategy %s with %d replicas", type(strategy).__name__, strategy.num_replicas_in_sync)
-    result = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, strategy)
+    try:
+        result = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, strategy)
+    except input_pipeline.DatasetNotBuiltError as error:
+        raise SystemExit(f"error: {error}") from None
     model, baseline = result["model"], result["baseline"]
     print(
         f"{result['split']} split ({model['num_images']} images)\n"

@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 from scipy import stats as scipy_stats
 
-from beam_pipelines import ratings
+from ava_core import ratings
 
 
 def emd(y_true: tf.Tensor, y_pred: tf.Tensor, r: float = 2.0) -> tf.Tensor:

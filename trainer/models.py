@@ -15,7 +15,7 @@ from typing import Callable
 import keras
 import ml_collections
 
-from beam_pipelines import ratings
+from ava_core import ratings
 
 HEAD_NAME = "nima_head"
 

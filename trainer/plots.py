@@ -11,7 +11,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib import pyplot as plt  # noqa: E402
 
-from beam_pipelines import ratings  # noqa: E402
+from ava_core import ratings  # noqa: E402
 
 GRID_SIDE = 4  # best and worst images shown: one row each
 # The project report: the model is weak below 3.5 and above 7.5, where AVA has few photos.

@@ -27,11 +27,3 @@ def make_strategy(name: str, tpu_address: str = "") -> tf.distribute.Strategy:
         return tf.distribute.TPUStrategy(resolver)
     raise ValueError(f"--strategy={name!r} is unknown; choose one of {', '.join(STRATEGIES)}")
 
-
-def is_chief(strategy: tf.distribute.Strategy) -> bool:
-    """The one worker that writes logs, history and the best checkpoint."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.cluster_spec().as_dict():
-        return True
-    task_type, task_id = resolver.task_type, resolver.task_id
-    return task_type == "chief" or (task_type == "worker" and task_id == 0 and "chief" not in resolver.cluster_spec().as_dict())

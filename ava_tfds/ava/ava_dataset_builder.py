@@ -1,12 +1,15 @@
 """The `ava` dataset: AVA photos with their aesthetic vote distributions.
 
 `tfds build ava --imports=ava_tfds --manual_dir=DIR` and `python -m beam_pipelines.build`
-both run this builder. Its Beam graph (`beam_pipelines.transforms`) writes the TFRecord
+both run this builder. Its Beam graph (`transforms`, beside it) writes the TFRecord
 shards from the step that decodes the images, plus `rejected.jsonl`, `stats.json` and
 `eda.png`; the builder then gives the shards TFDS's names and records their lengths in
 `dataset_info.json`, so `tfds.load` and `tfds.builder_from_directory` read the result.
 TFDS's own Beam writers are not used: they group every example by shard, and the local
 runners hold a grouping's data in memory.
+
+Apache Beam and the graph are imported where the build runs, as TFDS's own Beam builders
+do: reading the dataset (the trainer, serving) imports this module without Beam.
 """
 
 from __future__ import annotations
@@ -17,13 +20,11 @@ import logging
 import os
 from typing import Optional
 
-import apache_beam as beam
 import tensorflow_datasets as tfds
-from apache_beam.options.pipeline_options import PipelineOptions
 from etils import epath
 
+from ava_core import ava_index, images
 from ava_tfds.ava import features
-from beam_pipelines import ava_index, images, progress, sample, transforms
 
 VALIDATION_FRACTION = 0.05
 SAMPLE_SEED = 0
@@ -88,6 +89,11 @@ class Builder(tfds.core.dataset_builder.FileReaderBuilder):
     def _download_and_prepare(
         self, dl_manager: tfds.download.DownloadManager, download_config: tfds.download.DownloadConfig
     ) -> None:
+        import apache_beam as beam
+        from apache_beam.options.pipeline_options import PipelineOptions
+
+        from ava_tfds.ava import progress, transforms
+
         ava_dir = self._ava_dir(dl_manager)
         tag_names = ava_index.parse_tags((ava_dir / ava_index.TAGS_FILE).read_text(), str(ava_dir / ava_index.TAGS_FILE))
         self.info.features[features.SEMANTIC_TAGS].feature.names = tag_names
@@ -111,6 +117,8 @@ class Builder(tfds.core.dataset_builder.FileReaderBuilder):
 
     def _name_shards(self) -> tfds.core.SplitDict:
         """Renames the build's shards as TFDS names them and returns the splits they make."""
+        from ava_tfds.ava import transforms
+
         shard_list = self.data_path / transforms.SHARD_LIST_FILE
         split_infos = []
         for split, shard_files in json.loads(shard_list.read_text()).items():
@@ -137,6 +145,8 @@ class Builder(tfds.core.dataset_builder.FileReaderBuilder):
 
     def _ava_dir(self, dl_manager: tfds.download.DownloadManager) -> epath.Path:
         if self.builder_config.num_sample_images:
+            from ava_core import sample
+
             sample_dir = dl_manager.download_dir / f"synthetic_ava_{self.builder_config.num_sample_images}"
             if not (sample_dir / ava_index.AVA_INDEX_FILE).exists():
                 sample.write_sample(os.fspath(sample_dir), self.builder_config.num_sample_images, seed=SAMPLE_SEED)

@@ -1,7 +1,7 @@
 """The `ava` builder on the real files of dummy_data/, through TFDS's own builder test.
 
 dummy_data/ is a small synthetic AVA, broken inputs included, made with
-`python -m beam_pipelines.sample --out_dir=ava_tfds/ava/dummy_data --num_images=12
+`python -m ava_core.sample --out_dir=ava_tfds/ava/dummy_data --num_images=12
 --min_side=64 --max_side=96 --seed=0`; its sample_manifest.json says what each input is.
 """
 

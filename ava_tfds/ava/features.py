@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 import tensorflow_datasets as tfds
 
-from beam_pipelines import ratings
-from beam_pipelines.ava_index import NUM_TAGS_PER_IMAGE
-from beam_pipelines.transforms import AvaExample
+from ava_core import ratings
+from ava_core.ava_index import NUM_TAGS_PER_IMAGE
+from ava_core.ava_index import AvaExample
 
 IMAGE = "image"
 IMAGE_ID = "image_id"

@@ -1,6 +1,6 @@
 """Promotes a newly trained model to serving only when it beats the champion.
 
-    python -m trainer.promote --candidate=gs://B/runs/ID/export \
+    python -m serving.promote --candidate=gs://B/runs/ID/export \
         --candidate_metrics=gs://B/runs/ID/run/eval/metrics.json \
         --serving_dir=gs://B/serving --version=ID [--decision_file=/workspace/decision.env]
 
@@ -177,7 +177,7 @@ def _write_pointer(path: str, content: dict) -> None:
 
 
 def _define_flags() -> None:
-    flags.DEFINE_string("candidate", None, "SavedModel directory of the new model (trainer.export).", required=True)
+    flags.DEFINE_string("candidate", None, "SavedModel directory of the new model (serving.export).", required=True)
     flags.DEFINE_string("candidate_metrics", None, "trainer.evaluate's metrics.json of the new model.", required=True)
     flags.DEFINE_string("serving_dir", None, "The serving location (holds champion.json and versions/).", required=True)
     flags.DEFINE_string("version", None, "Name of the new version, e.g. the Cloud Build id.", required=True)

@@ -1,4 +1,4 @@
-"""Scoring a model, or the constant baseline, on a whole split of the built dataset."""
+"""A model's predicted vote distributions for a whole split, and the constant baseline's."""
 
 from __future__ import annotations
 
@@ -34,16 +34,16 @@ def predict_split(model: keras.Model, config: ml_collections.ConfigDict, split: 
 
 
 def evaluate_model(model: keras.Model, config: ml_collections.ConfigDict, split: str) -> dict[str, float]:
-    predictions = predict_split(model, config, split)
-    return metrics.evaluate_distributions(predictions.true_distribution, predictions.predicted_distribution)
+    scored = predict_split(model, config, split)
+    return metrics.evaluate_distributions(scored.true_distribution, scored.predicted_distribution)
 
 
 def compare_with_baseline(model: keras.Model, config: ml_collections.ConfigDict, split: str) -> tuple[Predictions, dict]:
     """The model's metrics on `split` beside those of the baseline every model must beat:
     the training split's mean distribution predicted for every image."""
-    predictions = predict_split(model, config, split)
-    baseline = np.broadcast_to(input_pipeline.training_distribution(config).numpy(), predictions.true_distribution.shape)
-    return predictions, {
-        "model": metrics.evaluate_distributions(predictions.true_distribution, predictions.predicted_distribution),
-        "baseline": metrics.evaluate_distributions(predictions.true_distribution, baseline),
+    scored = predict_split(model, config, split)
+    baseline = np.broadcast_to(input_pipeline.training_distribution(config).numpy(), scored.true_distribution.shape)
+    return scored, {
+        "model": metrics.evaluate_distributions(scored.true_distribution, scored.predicted_distribution),
+        "baseline": metrics.evaluate_distributions(scored.true_distribution, baseline),
     }

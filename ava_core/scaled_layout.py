@@ -20,7 +20,7 @@ import shutil
 import numpy as np
 from PIL import Image
 
-from beam_pipelines import ava_index, sample
+from ava_core import ava_index, sample
 
 AVA_NUM_ROWS = 255_530
 AVA_TEST_FRACTION = 19_930 / AVA_NUM_ROWS

@@ -10,8 +10,8 @@ from __future__ import annotations
 import hashlib
 from typing import Iterable, Iterator, NamedTuple
 
-from beam_pipelines import ratings
-from beam_pipelines.rejections import Reason, RejectedInput
+from ava_core import ratings
+from ava_core.rejections import Reason, RejectedInput
 
 AVA_INDEX_FILE = "AVA.txt"
 TAGS_FILE = "tags.txt"
@@ -43,6 +43,17 @@ class AvaRow(NamedTuple):
     @property
     def num_ratings(self) -> int:
         return sum(self.rating_counts)
+
+
+class AvaExample(NamedTuple):
+    """A validated row with its clean JPEG: everything a dataset example is made from."""
+
+    split: str
+    image_id: int
+    image: bytes
+    rating_counts: tuple[int, ...]
+    semantic_tags: tuple[int, int]
+    challenge_id: int
 
 
 def image_path(ava_dir: str, image_id: int) -> str:

@@ -41,8 +41,9 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import MAX_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
-from beam_pipelines import ava_index, images, progress, ratings, shards, stats
-from beam_pipelines.rejections import Reason, RejectedInput, Rejection
+from ava_core import ava_index, images, ratings
+from ava_tfds.ava import progress, shards, stats
+from ava_core.rejections import Reason, RejectedInput, Rejection
 
 METRICS_NAMESPACE = "ava"
 REJECTED_FILE = "rejected.jsonl"
@@ -55,18 +56,6 @@ READ_RETRY_DELAYS_S = (0.5, 2.0)
 INDEX_RANGE_BYTES = 32 << 10  # ~700 rows of AVA.txt per range: many more ranges than workers
 
 _REJECTED, _SHARDS = "rejected", "shards"
-
-
-@dataclasses.dataclass(frozen=True)
-class AvaExample:
-    """A validated row with its clean JPEG: everything a dataset example is made from."""
-
-    split: str
-    image_id: int
-    image: bytes
-    rating_counts: tuple[int, ...]
-    semantic_tags: tuple[int, int]
-    challenge_id: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,7 +84,7 @@ def build(
     ava_dir: str,
     output_dir: str,
     policy: images.ImagePolicy,
-    encode_example: Callable[[AvaExample], bytes],
+    encode_example: Callable[[ava_index.AvaExample], bytes],
     validation_fraction: float,
     num_tags: int | None = None,
     progress_dir: str | None = None,
@@ -112,11 +101,11 @@ def build(
         | "IdsAndIndices" >> beam.FlatMap(_id_and_index, num_tags=num_tags)
         | "TallyIds" >> beam.CombineGlobally(_IdTallyFn())
     )
-    listed = (
-        pipeline
-        | "ReadTestList" >> beam.io.ReadFromText(test_list)
-        | "ParseTestList" >> beam.FlatMap(_parse_listed_id, source=test_list)
-    )
+    # Read whole and now, not line by line in the pipeline: an error names the line of the
+    # file, and comes before any work is done.
+    with FileSystems.open(test_list, compression_type=CompressionTypes.UNCOMPRESSED) as file:
+        listed_ids = ava_index.parse_id_list(file.read().decode(), test_list)
+    listed = pipeline | "TestList" >> beam.Create(listed_ids)
     not_in_index = tally | "NotInIndex" >> beam.FlatMap(_not_in_index, listed=beam.pvalue.AsList(listed))
     lines = (
         pipeline
@@ -146,7 +135,7 @@ class DecodeAndWrite(beam.PTransform):
         self,
         ava_dir: str,
         policy: images.ImagePolicy,
-        encode_example: Callable[[AvaExample], bytes],
+        encode_example: Callable[[ava_index.AvaExample], bytes],
         shard_dir: str,
         validation_fraction: float,
         num_tags: int | None,
@@ -261,11 +250,6 @@ def _not_in_index(tally: IdTally, listed: list[int]) -> Iterator[beam.pvalue.Tag
         ).value
 
 
-def _parse_listed_id(line: str, source: str) -> Iterator[int]:
-    if line.strip():
-        yield ava_index.parse_id_list(line, source)[0]
-
-
 class _MergeColumnsFn(beam.CombineFn):
     def create_accumulator(self) -> stats.ExampleColumns:
         return stats.ExampleColumns()
@@ -295,7 +279,7 @@ class _DecodeAndWriteFn(beam.DoFn):
         self,
         ava_dir: str,
         policy: images.ImagePolicy,
-        encode_example: Callable[[AvaExample], bytes],
+        encode_example: Callable[[ava_index.AvaExample], bytes],
         shard_dir: str,
         validation_fraction: float,
         num_tags: int | None,
@@ -361,7 +345,7 @@ class _DecodeAndWriteFn(beam.DoFn):
             return _reject(row.image_id, error.reason, detail)
         _count_conversions(clean)
         record = self._encode_example(
-            AvaExample(
+            ava_index.AvaExample(
                 split=split,
                 image_id=row.image_id,
                 image=clean.jpeg,

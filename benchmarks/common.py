@@ -17,8 +17,7 @@ def sample_dataset(data_dir: str = DEFAULT_DATA_DIR) -> str:
     """The `ava/sample` dataset (400 photos at 256x256), built once and reused."""
     if not pathlib.Path(data_dir, "ava", "sample").exists():
         subprocess.run(
-            [sys.executable, "-m", "beam_pipelines.build", "--config=sample", f"--output_dir={data_dir}",
-             "--runner=FnApiRunner", "--direct_num_workers=2", "--direct_running_mode=multi_processing"],
+            [sys.executable, "-m", "beam_pipelines.build", "--config=sample", f"--output_dir={data_dir}"],
             check=True, cwd=REPO, capture_output=True,
         )
     return data_dir

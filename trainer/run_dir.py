@@ -1,4 +1,8 @@
-"""Reading a training run back from its --workdir: the config it ran with and its best weights."""
+"""A training run's --workdir: the names of what it holds, and reading a run back (the
+config it ran with, its best weights) for evaluation and export.
+
+    config.json  history.csv  metrics.json  tensorboard/  checkpoints/  best/  eval/
+"""
 
 from __future__ import annotations
 
@@ -9,11 +13,20 @@ import keras
 import ml_collections
 import tensorflow as tf
 
-from trainer import models, train
+from trainer import loop, models
+
+CONFIG_FILE, HISTORY_FILE, METRICS_FILE = "config.json", "history.csv", "metrics.json"
+TENSORBOARD_DIR = "tensorboard"
+CHECKPOINT_DIR, BEST_DIR = loop.CHECKPOINT_DIR, loop.BEST_DIR
+
+
+def save_config(workdir: str, config: ml_collections.ConfigDict) -> None:
+    with tf.io.gfile.GFile(os.path.join(workdir, CONFIG_FILE), "w") as file:
+        file.write(config.to_json_best_effort(indent=2, sort_keys=True))
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
-    path = os.path.join(workdir, train.CONFIG_FILE)
+    path = os.path.join(workdir, CONFIG_FILE)
     if not tf.io.gfile.exists(path):
         raise FileNotFoundError(f"{path} does not exist: is {workdir} the --workdir of a trainer.main run?")
     with tf.io.gfile.GFile(path) as file:
@@ -22,9 +35,7 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
 
 def restore_model(workdir: str, config: ml_collections.ConfigDict) -> tuple[keras.Model, str]:
     """The model with the run's best weights (lowest validation EMD), else its latest ones."""
-    checkpoint = tf.train.latest_checkpoint(os.path.join(workdir, train.BEST_DIR)) or tf.train.latest_checkpoint(
-        os.path.join(workdir, train.CHECKPOINT_DIR)
-    )
+    checkpoint = loop.best_checkpoint(workdir)
     if not checkpoint:
         raise FileNotFoundError(f"{workdir} holds no checkpoint yet: train first (python -m trainer.main ...)")
     model, _ = models.build_model(_without_download(config.model), config.input.image_size)

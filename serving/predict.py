@@ -1,4 +1,4 @@
-"""Scores and ranks photos with an exported model: `python -m trainer.predict --model=OUT PATH...`.
+"""Scores and ranks photos with an exported model: `python -m serving.predict --model=OUT PATH...`.
 
 PATHs are files, folders (searched recursively) or glob patterns, local or gs://. Photos
 are read in parallel and scored in batches by the SavedModel's `serving_default`
@@ -21,6 +21,8 @@ import numpy as np
 import tensorflow as tf
 import tqdm
 from absl import app, flags
+
+from serving import signature
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
 _BATCHES_IN_FLIGHT = 2
@@ -65,7 +67,7 @@ def expand_paths(patterns: Sequence[str]) -> tuple[list[str], list[Failure]]:
 def score_files(model_dir: str, paths: Sequence[str], batch_size: int = 32, progress: bool = True) -> tuple[list[Score], list[Failure]]:
     """Scores every path. Files are read by a thread pool, and two batches are in the model
     at once, so one batch's in-graph decoding overlaps the other's network."""
-    serve = tf.saved_model.load(model_dir).signatures["serving_default"]
+    serve = load_signature(model_dir)
     scores, failures = [], []
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as readers, concurrent.futures.ThreadPoolExecutor(
         max_workers=_BATCHES_IN_FLIGHT
@@ -76,24 +78,43 @@ def score_files(model_dir: str, paths: Sequence[str], batch_size: int = 32, prog
             readable = [(path, data) for path, data, failure in batch if failure is None]
             in_flight.append((scorers.submit(_score, serve, readable), len(batch)))
             if len(in_flight) > _BATCHES_IN_FLIGHT:
-                scores, failures = _collect(in_flight.pop(0), scores, failures, bar)
+                _collect(in_flight.pop(0), scores, failures, bar)
         for pending in in_flight:
-            scores, failures = _collect(pending, scores, failures, bar)
+            _collect(pending, scores, failures, bar)
     return sorted(scores, key=lambda s: -s.mean), failures
 
 
-def _collect(pending, scores: list, failures: list, bar) -> tuple[list, list]:
+def load_signature(model_dir: str):
+    """The model's scoring function; a directory that holds no SavedModel is a one-line error."""
+    if not tf.saved_model.contains_saved_model(model_dir):
+        raise NotASavedModelError(
+            f"--model={model_dir} holds no SavedModel (saved_model.pb): export a trained run with "
+            f"`python -m serving.export --workdir=RUN --export_dir={model_dir}`"
+        )
+    return tf.saved_model.load(model_dir).signatures[signature.SIGNATURE]
+
+
+class NotASavedModelError(FileNotFoundError):
+    pass
+
+
+def _collect(pending, scores: list, failures: list, bar) -> None:
+    """Adds a finished batch to the running results, in place: linear in the number of photos."""
     future, size = pending
     batch_scores, batch_failures = future.result()
     bar.update(size)
-    return scores + batch_scores, failures + batch_failures
+    scores.extend(batch_scores)
+    failures.extend(batch_failures)
 
 
 def main(argv: list[str]) -> None:
     if len(argv) < 2:
         raise app.UsageError("give at least one photo, folder or glob pattern to score")
     paths, failures = expand_paths(argv[1:])
-    scores, unreadable = score_files(FLAGS.model, paths, FLAGS.batch_size, progress=sys.stderr.isatty())
+    try:
+        scores, unreadable = score_files(FLAGS.model, paths, FLAGS.batch_size, progress=sys.stderr.isatty())
+    except NotASavedModelError as error:
+        raise SystemExit(f"error: {error}") from None
     failures += unreadable
     shown = scores[: FLAGS.top] if FLAGS.top else scores
     sys.stdout.write(format_scores(shown, FLAGS.format))
@@ -168,8 +189,8 @@ def _score(serve, readable: list[tuple[str, bytes]]) -> tuple[list[Score], list[
             scores += item_scores
             failures += item_failures
         return scores, failures
-    distribution = outputs["distribution"].numpy()
-    mean, std = outputs["mean"].numpy(), outputs["std"].numpy()
+    distribution = outputs[signature.DISTRIBUTION].numpy()
+    mean, std = outputs[signature.MEAN].numpy(), outputs[signature.STD].numpy()
     return [
         Score(path, float(mean[i]), float(std[i]), tuple(float(p) for p in np.round(distribution[i], 6)))
         for i, (path, _) in enumerate(readable)
@@ -178,7 +199,7 @@ def _score(serve, readable: list[tuple[str, bytes]]) -> tuple[list[Score], list[
 
 def _define_flags() -> None:
     """Flags exist only when this module is the program, so importing it clashes with nothing."""
-    flags.DEFINE_string("model", None, "Directory of a SavedModel written by trainer.export.", required=True)
+    flags.DEFINE_string("model", None, "Directory of a SavedModel written by serving.export.", required=True)
     flags.DEFINE_enum("format", "table", ["table", "csv", "json"], "Output format.")
     flags.DEFINE_integer("top", 0, "Print only the K best photos (0: all).")
     flags.DEFINE_integer("batch_size", 32, "Photos per call of the model.")

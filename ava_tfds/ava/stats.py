@@ -14,7 +14,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from beam_pipelines.rejections import Reason
+from ava_core.rejections import Reason
 
 ALL_SPLITS = "all"
 

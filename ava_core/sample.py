@@ -19,7 +19,7 @@ What makes it more than a fixture:
 The output is byte-for-byte the same for the same arguments. `AVA.txt` is written last,
 so its presence means the sample is complete.
 
-    python -m beam_pipelines.sample --out_dir=/tmp/ava_sample [--num_images=400] [--seed=0]
+    python -m ava_core.sample --out_dir=/tmp/ava_sample [--num_images=400] [--seed=0]
 """
 
 from __future__ import annotations
@@ -28,16 +28,15 @@ import colorsys
 import dataclasses
 import io
 import json
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 from absl import app, flags, logging
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
+from etils import epath
 from PIL import Image, ImageDraw, ImageFilter
 
-from beam_pipelines import ava_index, images, ratings
-from beam_pipelines.rejections import Reason
+from ava_core import ava_index, images, ratings
+from ava_core.rejections import Reason
 
 MANIFEST_FILE = "sample_manifest.json"
 TAG_NAMES = (
@@ -79,23 +78,6 @@ JPEG_QUALITY = 90
 TINY_SIDE = 20
 TRUNCATE_FRACTION = 0.6
 NOT_AN_IMAGE_PREFIX = b"<!DOCTYPE html><html><body><h1>404 Not Found</h1></body></html>\n"
-# Planted inputs: what each must become (a rejection reason, or None for an example).
-PLANTED = {
-    "missing_file": Reason.MISSING_FILE,
-    "empty_file": Reason.EMPTY_FILE,
-    "truncated": Reason.TRUNCATED,
-    "undecodable": Reason.UNDECODABLE,
-    "malformed_row": Reason.MALFORMED_ROW,
-    "zero_votes": Reason.ZERO_VOTES,
-    "duplicate_id": Reason.DUPLICATE_ID,
-    "not_in_index": Reason.NOT_IN_INDEX,
-    "too_small": Reason.TOO_SMALL,
-    "grayscale": None,
-    "cmyk": None,
-    "png_alpha": None,
-    "palette_gif": None,
-    "exif_rotated": None,
-}
 _EXIF_ORIENTATION = 0x0112
 _THIRDS_POINTS = np.array([(x, y) for x in (1 / 3, 2 / 3) for y in (1 / 3, 2 / 3)])
 FLAGS = flags.FLAGS
@@ -156,9 +138,9 @@ def write_sample(
             f"photos), got min_side={min_side}, max_side={max_side}"
         )
     rng = np.random.default_rng(seed)
-    num_planted_ids = sum(1 for name in PLANTED if name != "duplicate_id")
+    num_planted_ids = sum(1 for kind in PLANTED.values() if kind.recipe is not None)
     ids = (rng.choice(MAX_IMAGE_ID, size=num_images + num_planted_ids, replace=False) + 1).tolist()
-    planted = {name: ids.pop() for name in PLANTED if name != "duplicate_id"}
+    planted = {name: ids.pop() for name, kind in PLANTED.items() if kind.recipe is not None}
     challenges = sorted((rng.choice(MAX_CHALLENGE_ID, size=NUM_CHALLENGES, replace=False) + 1).tolist())
 
     files: dict[int, bytes] = {}
@@ -171,10 +153,12 @@ def write_sample(
         if count % 100 == 0:
             logging.info("Drew %d of %d photos", count, num_images)
     for name, image_id in planted.items():
-        counts = _planted_input(rng, name, min_side, max_side, files, image_id)
+        data, counts = _planted_input(rng, PLANTED[name], min_side, max_side)
+        if data is not None:
+            files[image_id] = data
         if counts is not None:
             rows.append((image_id, counts))
-    good_ids = sorted(ids + [planted[name] for name, reason in PLANTED.items() if reason is None])
+    good_ids = sorted(ids + [planted[name] for name, kind in PLANTED.items() if kind.reason is None])
     planted["duplicate_id"] = int(rng.choice(good_ids))
 
     lines = [_row_fields(rng, image_id, counts, challenges) for image_id, counts in rows]
@@ -187,9 +171,9 @@ def write_sample(
     manifest = SampleManifest(
         num_rows=len(lines),
         expected_rejections=tuple(
-            (None if reason == Reason.MALFORMED_ROW else planted[name], reason)
-            for name, reason in PLANTED.items()
-            if reason is not None
+            (None if kind.reason == Reason.MALFORMED_ROW else planted[name], kind.reason)
+            for name, kind in PLANTED.items()
+            if kind.reason is not None
         ),
         good_ids=tuple(good_ids),
         test_ids=tuple(test_ids),
@@ -198,15 +182,14 @@ def write_sample(
     for image_id, data in files.items():
         _write(ava_index.image_path(out_dir, image_id), data)
     missing = ava_index.image_path(out_dir, planted["missing_file"])
-    if FileSystems.exists(missing):  # left over from an earlier sample in the same directory
-        FileSystems.delete([missing])
-    _write(FileSystems.join(out_dir, ava_index.TAGS_FILE), _numbered_lines(TAG_NAMES, range(1, len(TAG_NAMES) + 1)))
-    _write(FileSystems.join(out_dir, ava_index.CHALLENGES_FILE), _numbered_lines(_challenge_names(), challenges))
+    epath.Path(missing).unlink(missing_ok=True)  # left over from an earlier sample in the same directory
+    _write(epath.Path(out_dir) / ava_index.TAGS_FILE, _numbered_lines(TAG_NAMES, range(1, len(TAG_NAMES) + 1)))
+    _write(epath.Path(out_dir) / ava_index.CHALLENGES_FILE, _numbered_lines(_challenge_names(), challenges))
     test_list = sorted(test_ids + [planted["not_in_index"]])
-    _write(FileSystems.join(out_dir, ava_index.TEST_LIST_FILE), "".join(f"{i}\n" for i in test_list).encode())
-    _write(FileSystems.join(out_dir, MANIFEST_FILE), manifest.to_json().encode())
+    _write(epath.Path(out_dir) / ava_index.TEST_LIST_FILE, "".join(f"{i}\n" for i in test_list).encode())
+    _write(epath.Path(out_dir) / MANIFEST_FILE, manifest.to_json().encode())
     text = "".join(" ".join([str(index), *fields]) + "\n" for index, fields in enumerate(lines, start=1))
-    _write(FileSystems.join(out_dir, ava_index.AVA_INDEX_FILE), text.encode())
+    _write(epath.Path(out_dir) / ava_index.AVA_INDEX_FILE, text.encode())
     return manifest
 
 
@@ -331,49 +314,74 @@ def _encode(image: Image.Image, image_format: str, **options) -> bytes:
     return buffer.getvalue()
 
 
+Recipe = Callable[[np.random.Generator, Image.Image, list[int]], tuple[Optional[bytes], Optional[list[int]]]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Planted:
+    """One planted input: how the build must end it, and how it is made.
+
+    reason: the rejection it must become, or None for an odd but valid input that must
+        become an example.
+    recipe: (rng, a drawn photo, its votes) -> (the file's bytes or None for no file, the
+        votes of its AVA.txt row or None for no row). None for the duplicate id, whose
+        second row repeats a good id once every row is drawn.
+    colourless: the photo is drawn without colour (what its voters saw).
+    """
+
+    reason: Optional[Reason]
+    recipe: Optional[Recipe]
+    colourless: bool = False
+
+
+def _jpeg(photo: Image.Image, **params) -> bytes:
+    return _encode(photo, "JPEG", **params)
+
+
+def _truncated(rng, photo, votes):
+    data = _jpeg(photo)
+    return data[: int(len(data) * TRUNCATE_FRACTION)], votes
+
+
+def _png_with_transparent_corner(rng, photo, votes):
+    alpha = np.full((photo.height, photo.width), 255, dtype=np.uint8)
+    alpha[: photo.height // 8, : photo.width // 8] = 0
+    photo.putalpha(Image.fromarray(alpha))
+    return _encode(photo, "PNG"), votes
+
+
+def _exif_rotated(rng, photo, votes):
+    exif = Image.Exif()
+    exif[_EXIF_ORIENTATION] = 6  # viewers turn it 90 degrees clockwise to show it upright
+    return _jpeg(photo.transpose(Image.Transpose.ROTATE_90), exif=exif), votes
+
+
+PLANTED = {
+    "missing_file": Planted(Reason.MISSING_FILE, lambda rng, photo, votes: (None, votes)),
+    "empty_file": Planted(Reason.EMPTY_FILE, lambda rng, photo, votes: (b"", votes)),
+    "truncated": Planted(Reason.TRUNCATED, _truncated),
+    "undecodable": Planted(Reason.UNDECODABLE, lambda rng, photo, votes: (NOT_AN_IMAGE_PREFIX + rng.bytes(2048), votes)),
+    "malformed_row": Planted(Reason.MALFORMED_ROW, lambda rng, photo, votes: (None, votes[:-1])),  # 9 vote columns
+    "zero_votes": Planted(Reason.ZERO_VOTES, lambda rng, photo, votes: (_jpeg(photo), [0] * ratings.NUM_BINS)),
+    "duplicate_id": Planted(Reason.DUPLICATE_ID, None),
+    "not_in_index": Planted(Reason.NOT_IN_INDEX, lambda rng, photo, votes: (None, None)),
+    "too_small": Planted(Reason.TOO_SMALL, lambda rng, photo, votes: (_jpeg(photo.resize((TINY_SIDE, TINY_SIDE))), votes)),
+    "grayscale": Planted(None, lambda rng, photo, votes: (_jpeg(photo.convert("L")), votes), colourless=True),
+    "cmyk": Planted(None, lambda rng, photo, votes: (_jpeg(photo.convert("CMYK")), votes)),
+    "png_alpha": Planted(None, _png_with_transparent_corner),
+    "palette_gif": Planted(None, lambda rng, photo, votes: (_encode(photo.quantize(colors=256), "GIF"), votes)),
+    "exif_rotated": Planted(None, _exif_rotated),
+}
+
+
 def _planted_input(
-    rng: np.random.Generator, name: str, min_side: int, max_side: int, files: dict[int, bytes], image_id: int
-) -> Optional[list[int]]:
-    """Puts the file of one planted input into `files`; returns its row's votes, or None for no row."""
+    rng: np.random.Generator, planted: Planted, min_side: int, max_side: int
+) -> tuple[Optional[bytes], Optional[list[int]]]:
     look = _random_look(rng)
-    if name == "grayscale":
-        look = dataclasses.replace(look, colourfulness=0.0)  # what the voters see has no colour
+    if planted.colourless:
+        look = dataclasses.replace(look, colourfulness=0.0)
     photo = _draw(rng, look, _random_size(rng, min_side, max_side))
-    counts = _votes(rng, look.quality)
-    if name == "empty_file":
-        files[image_id] = b""
-    elif name == "truncated":
-        data = _encode(photo, "JPEG")
-        files[image_id] = data[: int(len(data) * TRUNCATE_FRACTION)]
-    elif name == "undecodable":
-        files[image_id] = NOT_AN_IMAGE_PREFIX + rng.bytes(2048)
-    elif name == "malformed_row":
-        counts = counts[:-1]  # 9 vote columns
-    elif name == "zero_votes":
-        files[image_id] = _encode(photo, "JPEG")
-        counts = [0] * ratings.NUM_BINS
-    elif name == "not_in_index":
-        return None
-    elif name == "too_small":
-        files[image_id] = _encode(photo.resize((TINY_SIDE, TINY_SIDE)), "JPEG")
-    elif name == "grayscale":
-        files[image_id] = _encode(photo.convert("L"), "JPEG")
-    elif name == "cmyk":
-        files[image_id] = _encode(photo.convert("CMYK"), "JPEG")
-    elif name == "png_alpha":
-        alpha = np.full((photo.height, photo.width), 255, dtype=np.uint8)
-        alpha[: photo.height // 8, : photo.width // 8] = 0  # a transparent corner
-        photo.putalpha(Image.fromarray(alpha))
-        files[image_id] = _encode(photo, "PNG")
-    elif name == "palette_gif":
-        files[image_id] = _encode(photo.quantize(colors=256), "GIF")
-    elif name == "exif_rotated":
-        exif = Image.Exif()
-        exif[_EXIF_ORIENTATION] = 6  # viewers turn it 90 degrees clockwise to show it upright
-        files[image_id] = _encode(photo.transpose(Image.Transpose.ROTATE_90), "JPEG", exif=exif)
-    elif name != "missing_file":
-        raise ValueError(f"no recipe for planted input {name!r}")
-    return counts
+    return planted.recipe(rng, photo, _votes(rng, look.quality))
 
 
 def _row_fields(rng: np.random.Generator, image_id: int, counts: list[int], challenges: list[int]) -> list[str]:
@@ -396,9 +404,10 @@ def _numbered_lines(names: Sequence[str], ids: Sequence[int]) -> bytes:
     return "".join(f"{i} {name}\n" for i, name in zip(ids, names)).encode()
 
 
-def _write(path: str, data: bytes) -> None:
-    with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as file:
-        file.write(data)
+def _write(path: str | epath.Path, data: bytes) -> None:
+    path = epath.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
 
 
 if __name__ == "__main__":

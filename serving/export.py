@@ -1,4 +1,4 @@
-"""Exports a trained run for serving: `python -m trainer.export --workdir=DIR --export_dir=OUT`.
+"""Exports a trained run for serving: `python -m serving.export --workdir=DIR --export_dir=OUT`.
 
 OUT is a SavedModel whose `serving_default` signature takes a batch of encoded images
 (string tensor: JPEG, PNG, GIF or BMP bytes, any size) and returns `distribution` [N, 10],
@@ -18,10 +18,10 @@ import keras
 import tensorflow as tf
 from absl import app, flags, logging
 
-from beam_pipelines import ratings
-from trainer import input_pipeline, metrics, workdir as workdir_lib
+from ava_core import ratings
+from serving import signature
+from trainer import input_pipeline, metrics, run_dir
 
-SIGNATURE = "serving_default"
 EXTRA_DIR = "assets.extra"
 KERAS_FILE = "nima.keras"
 INFO_FILE = "export_info.json"
@@ -38,11 +38,13 @@ def export(model: keras.Model, image_size: int, export_dir: str, info: dict) -> 
         )
         distribution = tf.cast(model(pixels, training=False), tf.float32)
         mean, std = metrics.score_mean_and_std(distribution)
-        return {"distribution": distribution, "mean": mean, "std": std}
+        return {signature.DISTRIBUTION: distribution, signature.MEAN: mean, signature.STD: std}
 
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.add_endpoint(name=SIGNATURE, fn=serve, input_signature=[tf.TensorSpec([None], tf.string, name="images")])
+    archive.add_endpoint(
+        name=signature.SIGNATURE, fn=serve, input_signature=[tf.TensorSpec([None], tf.string, name=signature.IMAGES)]
+    )
     archive.write_out(export_dir)
     extra = os.path.join(export_dir, EXTRA_DIR)
     tf.io.gfile.makedirs(extra)
@@ -54,11 +56,14 @@ def export(model: keras.Model, image_size: int, export_dir: str, info: dict) -> 
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    config = workdir_lib.load_config(FLAGS.workdir)
-    model, checkpoint = workdir_lib.restore_model(FLAGS.workdir, config)
+    config = run_dir.load_config(FLAGS.workdir)
+    model, checkpoint = run_dir.restore_model(FLAGS.workdir, config)
     export(model, config.input.image_size, FLAGS.export_dir, {"checkpoint": checkpoint, "config": config.to_dict()})
     logging.info("exported %s to %s", checkpoint, FLAGS.export_dir)
-    print(f"SavedModel written to {FLAGS.export_dir} (signature {SIGNATURE}: images -> distribution, mean, std)")
+    print(
+        f"SavedModel written to {FLAGS.export_dir} (signature {signature.SIGNATURE}: {signature.IMAGES} -> "
+        f"{signature.DISTRIBUTION}, {signature.MEAN}, {signature.STD})"
+    )
 
 
 def _save_keras(model: keras.Model, path: str) -> None:

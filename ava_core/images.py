@@ -18,7 +18,7 @@ from typing import Optional
 import numpy as np
 from PIL import Image, ImageCms, ImageOps
 
-from beam_pipelines.rejections import Reason, RejectedInput
+from ava_core.rejections import Reason, RejectedInput
 
 # Pillow's own decompression-bomb threshold (~89.5 megapixels).
 DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS

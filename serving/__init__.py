@@ -1,0 +1,1 @@
+"""After training: the SavedModel export, scoring photos with it, and promoting a model to serving."""

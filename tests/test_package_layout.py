@@ -1,0 +1,84 @@
+"""The layout the README's table promises: packages depend one way, reading a dataset needs
+no Beam, and no module reaches into another's private names."""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+PACKAGES = ("ava_core", "ava_tfds", "beam_pipelines", "trainer", "serving", "configs", "benchmarks")
+
+
+def _modules() -> dict[str, ast.Module]:
+    modules = {}
+    for package in PACKAGES:
+        for path in sorted((REPO / package).rglob("*.py")):
+            name = ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
+            modules[name] = ast.parse(path.read_text(), str(path))
+    return modules
+
+
+def _imports(tree: ast.Module) -> list[tuple[str, list[str]]]:
+    """(module, names) of every import statement, lazy ones inside functions included."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, []) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.append((node.module, [alias.name for alias in node.names]))
+    return found
+
+
+def test_packages_depend_on_each_other_one_way():
+    modules = _modules()
+    edges: dict[str, set[str]] = {package: set() for package in PACKAGES}
+    for name, tree in modules.items():
+        for imported, _ in _imports(tree):
+            target = imported.split(".")[0]
+            if target in PACKAGES and target != name.split(".")[0]:
+                edges[name.split(".")[0]].add(target)
+
+    def reaches(start: str, goal: str, seen: frozenset = frozenset()) -> bool:
+        return any(nxt == goal or (nxt not in seen and reaches(nxt, goal, seen | {nxt})) for nxt in edges[start])
+
+    cycles = [package for package in PACKAGES if reaches(package, package)]
+    assert not cycles, f"packages in an import cycle: {cycles}; edges: {edges}"
+    assert not edges["ava_core"], "ava_core is the domain every other package builds on: it imports none of them"
+
+
+def test_no_module_imports_a_private_name_of_another():
+    modules = _modules()
+    offences = []
+    for name, tree in modules.items():
+        for imported, names in _imports(tree):
+            if imported.split(".")[0] not in PACKAGES or imported == name:
+                continue
+            offences += [f"{name}: from {imported} import {n}" for n in names if n.startswith("_") and n != "__version__"]
+        aliases = {alias.asname or alias.name: node.module + "." + alias.name if isinstance(node, ast.ImportFrom) else alias.name
+                   for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom)) and getattr(node, "module", "") is not None
+                   for alias in node.names}
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")
+                    and isinstance(node.value, ast.Name) and node.value.id in aliases
+                    and aliases[node.value.id].split(".")[0] in PACKAGES and aliases[node.value.id] != name):
+                offences.append(f"{name}: {node.value.id}.{node.attr}")
+    assert not offences, "private names used across modules:\n" + "\n".join(offences)
+
+
+@pytest.mark.parametrize("module", ["trainer.train", "trainer.input_pipeline", "serving.predict"])
+def test_reading_and_serving_do_not_load_apache_beam(module):
+    code = f"import sys, {module}; print(sorted(m for m in sys.modules if m.split('.')[0] == 'apache_beam')[:5])"
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]", f"importing {module} loads Apache Beam: {result.stdout}"
+
+
+def test_the_domain_loads_neither_beam_nor_tensorflow():
+    modules = ", ".join(f"ava_core.{path.stem}" for path in sorted((REPO / "ava_core").glob("[!_]*.py")))
+    code = f"import sys, {modules}; print(sorted({{m.split('.')[0] for m in sys.modules}} & {{'apache_beam', 'tensorflow'}}))"
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]", f"importing ava_core loads {result.stdout}"

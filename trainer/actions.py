@@ -1,0 +1,90 @@
+"""What is done around the training loop: TensorBoard summaries, history.csv, the epoch log line."""
+
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+import tensorflow as tf
+from absl import logging
+
+from trainer import loop
+
+SUMMARISED_VALIDATION_METRICS = ("emd", "accuracy", "lcc_mean", "srcc_mean", "lcc_std", "srcc_std")
+
+
+class TensorBoard(loop.Action):
+    def __init__(self, log_dir: str):
+        self._writer = tf.summary.create_file_writer(log_dir)
+
+    def on_log(self, global_step: int, loss: float, learning_rate: float) -> None:
+        with self._writer.as_default(step=global_step):
+            tf.summary.scalar("train/loss", loss)
+            tf.summary.scalar("train/learning_rate", learning_rate)
+
+    def on_epoch_end(self, epoch_end: loop.EpochEnd) -> None:
+        with self._writer.as_default(step=epoch_end.global_step):
+            tf.summary.scalar("train/images_per_second", epoch_end.images_per_second)
+            for name in SUMMARISED_VALIDATION_METRICS:
+                tf.summary.scalar(f"validation/{name}", epoch_end.validation[name])
+
+
+class History(loop.Action):
+    """One CSV row an epoch; a resumed run replaces the rows it is redoing."""
+
+    def __init__(self, path: str):
+        self._path = path
+
+    def on_epoch_end(self, epoch_end: loop.EpochEnd) -> None:
+        row = {
+            "phase": epoch_end.phase.name,
+            "epoch": epoch_end.epoch,
+            "global_step": epoch_end.global_step,
+            "train_loss": epoch_end.train_loss,
+            "learning_rate": epoch_end.learning_rate,
+            "images_per_second": epoch_end.images_per_second,
+            "seconds": epoch_end.seconds,
+            **{f"val_{name}": value for name, value in epoch_end.validation.items()},
+        }
+        history = pd.DataFrame()
+        if tf.io.gfile.exists(self._path):
+            with tf.io.gfile.GFile(self._path) as file:
+                history = pd.read_csv(file)
+            history = history[history["global_step"] < row["global_step"]]
+        history = pd.concat([history, pd.DataFrame([row])], ignore_index=True)
+        with tf.io.gfile.GFile(self._path, "w") as file:
+            history.to_csv(file, index=False)
+
+
+class EpochLog(loop.Action):
+    """A log line an epoch: speed, loss, validation and the time left at the measured rate."""
+
+    def on_start(self, global_step: int, total_steps: int) -> None:
+        self._total, self._done, self._seconds, self._steps = total_steps, global_step, 0.0, 0
+
+    def on_epoch_end(self, epoch_end: loop.EpochEnd) -> None:
+        self._done += epoch_end.steps
+        self._seconds += epoch_end.seconds
+        self._steps += epoch_end.steps
+        remaining = (self._total - self._done) * self._seconds / max(self._steps, 1)
+        validation = epoch_end.validation
+        logging.info(
+            "%s epoch %d/%d: %d steps in %.1fs (%.2f steps/s, %.1f images/s), loss %.4f | "
+            "validation EMD %.4f, accuracy %.3f, LCC %.3f, SRCC %.3f%s | %d/%d steps, ETA %s",
+            epoch_end.phase.name,
+            epoch_end.epoch,
+            epoch_end.phase.epochs,
+            epoch_end.steps,
+            epoch_end.seconds,
+            epoch_end.steps / max(epoch_end.seconds, 1e-9),
+            epoch_end.images_per_second,
+            epoch_end.train_loss,
+            validation["emd"],
+            validation["accuracy"],
+            validation["lcc_mean"],
+            validation["srcc_mean"],
+            " (best)" if epoch_end.improved else "",
+            self._done,
+            self._total,
+            time.strftime("%H:%M:%S", time.gmtime(remaining)),
+        )
