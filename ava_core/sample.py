@@ -10,6 +10,15 @@ What makes it more than a fixture:
   function of those attributes plus rater noise. The attributes are plainly visible even at
   96 px, so a small CNN can learn the scores, and a training run on the sample says whether
   the model learns at all.
+- The framed variant (`framed=True`, the dataset's `sample_full` config) is for models that
+  see the whole photo at its own aspect ratio: every photo is a wide or a tall frame, its
+  shapes are drawn at proportions of their own, and the voters also reward a subject in
+  its true, round proportions. A photo squashed to a square stretches every shape by the
+  frame's aspect ratio, so a round subject looks oval and an oval one may look round:
+  that part of the score is plain to a model that keeps the aspect ratio and blurred for
+  one that squashes (it would have to infer the stretch from the other shapes, themselves
+  of random proportions). Placement by the thirds points stays a minor factor: measured
+  in fractions of the frame, it survives squashing.
 - It plants every kind of broken input the pipeline must survive (missing, empty,
   truncated and undecodable files, a malformed row, zero votes, a duplicate id, a listed id
   with no row, a tiny image) and unusual but valid ones (grayscale, CMYK, PNG with alpha,
@@ -19,7 +28,7 @@ What makes it more than a fixture:
 The output is byte-for-byte the same for the same arguments. `AVA.txt` is written last,
 so its presence means the sample is complete.
 
-    python -m ava_core.sample --out_dir=/tmp/ava_sample [--num_images=400] [--seed=0]
+    python -m ava_core.sample --out_dir=/tmp/ava_sample [--num_images=400] [--seed=0] [--framed]
 """
 
 from __future__ import annotations
@@ -73,6 +82,14 @@ RATER_SD = (1.1, 1.7)
 MAX_BLUR_FRACTION = 0.04  # blur radius at sharpness 0, as a fraction of the short side
 EXPOSURE_STOPS = 2.0  # exposure -1 divides the light by 2**2; +1 pushes 3/4 of the way to white
 THIRDS_REACH = 0.25  # placement goodness falls to 0 this far (in frame fractions) from a thirds point
+# The framed variant: long side / short side of every frame, and the largest stretch
+# (width / height, or its inverse) of a shape. Its voters weigh the subject's proportions:
+# 1 when drawn round, 0 at the largest stretch.
+FRAMED_ASPECT = (1.5, 2.0)
+MAX_STRETCH = 2.5
+FRAMED_QUALITY_WEIGHTS = {
+    "sharpness": 0.25, "exposure": 0.2, "colourfulness": 0.15, "contrast": 0.1, "placement": 0.05, "proportions": 0.25,
+}
 NUM_CLUTTER_SHAPES = 14
 JPEG_QUALITY = 90
 TINY_SIDE = 20
@@ -120,7 +137,7 @@ class SampleManifest:
 
 
 def write_sample(
-    out_dir: str, num_images: int = 400, seed: int = 0, min_side: int = 256, max_side: int = 480
+    out_dir: str, num_images: int = 400, seed: int = 0, min_side: int = 256, max_side: int = 480, framed: bool = False
 ) -> SampleManifest:
     """Writes a synthetic AVA under `out_dir` (local or any Beam filesystem, e.g. gs://).
 
@@ -128,14 +145,17 @@ def write_sample(
         but valid photos (also good ids) and 8 bad rows, so AVA.txt has num_images + 13
         rows, and the test list names one more id that has no row.
     min_side, max_side: range of each side of a photo, drawn independently (so both
-        landscape and portrait); min_side must pass the pipeline's own minimum.
+        landscape and portrait); min_side must pass the pipeline's own minimum. When
+        framed, the range of the long side; the short side is FRAMED_ASPECT times shorter.
+    framed: the variant for whole-image models (see the module docstring).
     """
     if num_images < 0:
         raise ValueError(f"num_images must be >= 0, got {num_images}")
-    if not images.DEFAULT_MIN_SIDE <= min_side <= max_side:
+    smallest = images.DEFAULT_MIN_SIDE * (FRAMED_ASPECT[1] if framed else 1)
+    if not smallest <= min_side <= max_side:
         raise ValueError(
-            f"need {images.DEFAULT_MIN_SIDE} <= min_side <= max_side (the pipeline rejects smaller "
-            f"photos), got min_side={min_side}, max_side={max_side}"
+            f"need {smallest:g} <= min_side <= max_side (the pipeline rejects photos with a side under "
+            f"{images.DEFAULT_MIN_SIDE}), got min_side={min_side}, max_side={max_side}"
         )
     rng = np.random.default_rng(seed)
     num_planted_ids = sum(1 for kind in PLANTED.values() if kind.recipe is not None)
@@ -147,13 +167,13 @@ def write_sample(
     rows: list[tuple[int, list[int]]] = []  # (image_id, vote counts), in AVA.txt order before shuffling
     logging.info("Drawing %d synthetic photos into %s", num_images, out_dir)
     for count, image_id in enumerate(ids, start=1):
-        look = _random_look(rng)
-        files[image_id] = _encode(_draw(rng, look, _random_size(rng, min_side, max_side)), "JPEG")
+        look = _random_look(rng, framed)
+        files[image_id] = _encode(_draw(rng, look, _random_size(rng, min_side, max_side, framed)), "JPEG")
         rows.append((image_id, _votes(rng, look.quality)))
         if count % 100 == 0:
             logging.info("Drew %d of %d photos", count, num_images)
     for name, image_id in planted.items():
-        data, counts = _planted_input(rng, PLANTED[name], min_side, max_side)
+        data, counts = _planted_input(rng, PLANTED[name], min_side, max_side, framed)
         if data is not None:
             files[image_id] = data
         if counts is not None:
@@ -198,7 +218,7 @@ def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     manifest = write_sample(
-        FLAGS.out_dir, FLAGS.num_images, FLAGS.seed, FLAGS.min_side, FLAGS.max_side
+        FLAGS.out_dir, FLAGS.num_images, FLAGS.seed, FLAGS.min_side, FLAGS.max_side, FLAGS.framed
     )
     print(
         f"Wrote a synthetic AVA to {FLAGS.out_dir}: {manifest.num_rows} rows, {len(manifest.good_ids)} good "
@@ -216,6 +236,7 @@ def _define_flags() -> None:
     flags.DEFINE_integer("seed", 0, "Random seed; the same seed gives the same bytes.")
     flags.DEFINE_integer("min_side", 256, "Smallest side of a photo in pixels.")
     flags.DEFINE_integer("max_side", 480, "Largest side of a photo in pixels.")
+    flags.DEFINE_bool("framed", False, "Wide and tall frames whose subject's proportions count: for whole-image models.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -227,6 +248,9 @@ class _Look:
     contrast: float  # 0 = flat, 1 = full
     colourfulness: float  # 0 = grey, 1 = vivid
     subject_xy: tuple[float, float]  # centre of the subject, as fractions of width and height
+    # Width / height of the subject as drawn in the framed variant; None draws it round and
+    # leaves proportions out of the votes.
+    subject_stretch: Optional[float] = None
 
     @property
     def quality(self) -> float:
@@ -238,20 +262,34 @@ class _Look:
             "contrast": self.contrast,
             "placement": max(0.0, 1.0 - distance / THIRDS_REACH),
         }
-        return float(sum(QUALITY_WEIGHTS[name] * value for name, value in goodness.items()))
+        weights = QUALITY_WEIGHTS
+        if self.subject_stretch is not None:
+            goodness["proportions"] = 1.0 - abs(np.log(self.subject_stretch)) / np.log(MAX_STRETCH)
+            weights = FRAMED_QUALITY_WEIGHTS
+        return float(sum(weights[name] * value for name, value in goodness.items()))
 
 
-def _random_look(rng: np.random.Generator) -> _Look:
-    return _Look(
+def _random_look(rng: np.random.Generator, framed: bool) -> _Look:
+    look = _Look(
         sharpness=float(rng.uniform()),
         exposure=float(rng.uniform(-1, 1)),
         contrast=float(rng.uniform()),
         colourfulness=float(rng.uniform()),
         subject_xy=(float(rng.uniform(0.12, 0.88)), float(rng.uniform(0.12, 0.88))),
     )
+    return dataclasses.replace(look, subject_stretch=_random_stretch(rng)) if framed else look
 
 
-def _random_size(rng: np.random.Generator, min_side: int, max_side: int) -> tuple[int, int]:
+def _random_stretch(rng: np.random.Generator) -> float:
+    """Width / height of a framed-variant shape, log-uniform within MAX_STRETCH either way."""
+    return float(np.exp(rng.uniform(-np.log(MAX_STRETCH), np.log(MAX_STRETCH))))
+
+
+def _random_size(rng: np.random.Generator, min_side: int, max_side: int, framed: bool) -> tuple[int, int]:
+    if framed:
+        long = int(rng.integers(min_side, max_side + 1))
+        short = round(long / rng.uniform(*FRAMED_ASPECT))
+        return (long, short) if rng.uniform() < 0.5 else (short, long)
     width, height = rng.integers(min_side, max_side + 1, size=2)
     return int(width), int(height)
 
@@ -284,15 +322,15 @@ def _draw(rng: np.random.Generator, look: _Look, size: tuple[int, int]) -> Image
     for _ in range(NUM_CLUTTER_SHAPES):
         x, y = rng.uniform(0, width), rng.uniform(0, height)
         radius = rng.uniform(0.03, 0.09) * short
-        box = (x - radius, y - radius, x + radius, y + radius)
         colour = _vivid(rng, hue + rng.uniform(0.3, 0.7), 0.7)
-        (draw.ellipse if rng.uniform() < 0.5 else draw.rectangle)(box, fill=colour)
+        shape = draw.ellipse if rng.uniform() < 0.5 else draw.rectangle
+        stretch = 1.0 if look.subject_stretch is None else _random_stretch(rng)
+        shape(_box(x, y, radius, stretch), fill=colour)
     centre_x, centre_y = look.subject_xy[0] * width, look.subject_xy[1] * height
     radius = rng.uniform(0.14, 0.22) * short
     subject_hue = hue + 0.5
     for ring, colour in enumerate([_vivid(rng, subject_hue, 0.95), (245, 245, 235)] * 3):
-        r = radius * (1 - ring / 6)
-        draw.ellipse((centre_x - r, centre_y - r, centre_x + r, centre_y + r), fill=colour)
+        draw.ellipse(_box(centre_x, centre_y, radius * (1 - ring / 6), look.subject_stretch or 1.0), fill=colour)
     blur = (1.0 - look.sharpness) * MAX_BLUR_FRACTION * short
     if blur > 0.3:
         image = image.filter(ImageFilter.GaussianBlur(blur))
@@ -304,6 +342,12 @@ def _draw(rng: np.random.Generator, look: _Look, size: tuple[int, int]) -> Image
     pixels = np.clip(pixels, 0.0, 1.0)
     pixels = pixels * 2.0**stops if stops < 0 else 1.0 - (1.0 - pixels) * 2.0**-stops
     return Image.fromarray(np.round(pixels * 255.0).astype(np.uint8))
+
+
+def _box(x: float, y: float, radius: float, stretch: float) -> tuple[float, float, float, float]:
+    """The box of a shape of this area-equivalent radius, `stretch` times wider than tall."""
+    half_width, half_height = radius * stretch**0.5, radius / stretch**0.5
+    return (x - half_width, y - half_height, x + half_width, y + half_height)
 
 
 def _encode(image: Image.Image, image_format: str, **options) -> bytes:
@@ -375,12 +419,12 @@ PLANTED = {
 
 
 def _planted_input(
-    rng: np.random.Generator, planted: Planted, min_side: int, max_side: int
+    rng: np.random.Generator, planted: Planted, min_side: int, max_side: int, framed: bool
 ) -> tuple[Optional[bytes], Optional[list[int]]]:
-    look = _random_look(rng)
+    look = _random_look(rng, framed)
     if planted.colourless:
         look = dataclasses.replace(look, colourfulness=0.0)
-    photo = _draw(rng, look, _random_size(rng, min_side, max_side))
+    photo = _draw(rng, look, _random_size(rng, min_side, max_side, framed))
     return planted.recipe(rng, photo, _votes(rng, look.quality))
 
 

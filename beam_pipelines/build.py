@@ -37,7 +37,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 import ava_tfds  # noqa: E402,F401  (registers the `ava` builder)
 from ava_core import ava_index  # noqa: E402
-from ava_tfds.ava import progress, stats, transforms  # noqa: E402
+from ava_tfds.ava import ava_dataset_builder, progress, stats, transforms  # noqa: E402
 
 DATASET = "ava"
 _LOCAL_RUNNERS = {None, "DirectRunner", "FnApiRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner"}
@@ -48,9 +48,9 @@ LOCAL_RUNNER_FLAGS = ("--runner=FnApiRunner", "--direct_running_mode=multi_proce
 def main(argv: Sequence[str] | None = None) -> None:
     args, beam_args = _parse_args(argv)
     _set_log_level(args.log_level)
-    if args.config != "sample" and not args.ava_dir:
-        raise SystemExit(f"--ava_dir is required for --config={args.config}: where AVA.txt and images/ are")
     builder = tfds.builder(f"{DATASET}/{args.config}", data_dir=args.output_dir)
+    if not builder.builder_config.num_sample_images and not args.ava_dir:
+        raise SystemExit(f"--ava_dir is required for --config={args.config}: where AVA.txt and images/ are")
     beam_args = with_local_runner_defaults(beam_args)
     options = PipelineOptions(beam_args)
     monitor = progress_dir = None
@@ -88,9 +88,12 @@ def with_local_runner_defaults(beam_args: Sequence[str]) -> list[str]:
 
 def _parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ava_dir", help="AVA in its own layout (local or gs://); not needed for --config=sample")
+    parser.add_argument("--ava_dir", help="AVA in its own layout (local or gs://); not needed for the sample configs")
     parser.add_argument("--output_dir", required=True, help="TFDS data_dir to write into (local or gs://)")
-    parser.add_argument("--config", default="256", choices=["256", "full", "sample"], help="builder config")
+    parser.add_argument(
+        "--config", default="256", choices=[config.name for config in ava_dataset_builder.Builder.BUILDER_CONFIGS],
+        help="builder config",
+    )
     parser.add_argument(
         "--log_level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="of this process and the runner's worker log lines it relays (INFO shows Beam's own progress)",

@@ -1,75 +1,135 @@
-"""predict's photos/s over a folder of JPEGs against the exported model on decoded tensors, same run.
+"""predict's photos/s over a folder of JPEGs against two baselines measured in the same run.
 
-    python -m benchmarks.predict_benchmark [--num_images=300] [--image_size=224]
+    python -m benchmarks.predict_benchmark [--num_images=300] [--image_size=224] [--photo_size=256]
 
-Subject: `serving.predict.score_files` (read files in threads, decode and resize in the
-SavedModel's graph, batches of 32). Ceiling: the same SavedModel's Keras model called on
-already decoded and resized float batches of 32. Goal: at least 80% of the ceiling.
+Subject: `serving.predict.score_files` (files read and normalised by `ava_core.images.decode`
+in a pool of threads, scored in batches of 32 by the SavedModel's pixel signature).
+Baselines, on the same cores:
+
+- network alone: the same signature on a ready batch of pixels, over and over;
+- decoding alone: the same pool decoding every photo, with no model;
+- the ceiling of the two together, 1 / (1/network + 1/decoding): what the cores can do
+  when every image costs its network time plus its decoding time. Decoding overlaps the
+  network, but on a CPU-only host they compete for the same cores, so no scheduling
+  beats the sum; with the network on an accelerator the ceiling is the slower of the two.
+
+Goal: predict at least 90% of the ceiling. Each rate is the best of `--rounds` runs in
+turn. On cores shared with other work, rates by the clock also measure this process's
+share of the cores, which grows with its number of busy threads (predict has more than
+the network alone); rates per CPU-second of the process do not, and their ratio to the
+ceiling is the pipeline's own overhead.
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import io
+import os
 import pathlib
+import resource
 import tempfile
 import time
 
 import keras
-import ml_collections
 import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from serving import export, predict
+from configs import nima_mobilenet
+from serving import export, predict, signature
 from trainer import models
 
 BATCH = 32
-GOAL = 0.80
+GOAL = 0.90
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--num_images", type=int, default=300)
-    parser.add_argument("--image_size", type=int, default=224)
+    parser.add_argument("--image_size", type=int, default=224, help="the model's input side")
+    parser.add_argument("--photo_size", type=int, default=256, help="the side of the JPEGs scored")
     parser.add_argument("--alpha", type=float, default=0.25)
+    parser.add_argument("--rounds", type=int, default=5, help="each rate is the best of this many runs")
     args = parser.parse_args()
     keras.utils.set_random_seed(0)
-    config = ml_collections.ConfigDict(
-        {"backbone": "mobilenet", "alpha": args.alpha, "weights": "none", "dropout": 0.5, "batchnorm_momentum": 0.0}
-    )
-    model, _ = models.build_model(config, args.image_size)
+    model_config = nima_mobilenet.get_config().model
+    model_config.alpha, model_config.weights = args.alpha, "none"
+    network, _ = models.build_model(model_config, args.image_size)
+    threads = os.cpu_count()
     with tempfile.TemporaryDirectory() as scratch:
         root = pathlib.Path(scratch)
-        export.export(model, args.image_size, str(root / "model"), info={})
-        rng = np.random.default_rng(0)
-        paths = []
-        for index in range(args.num_images):
-            buffer = io.BytesIO()
-            Image.fromarray(rng.integers(0, 255, (256, 256, 3), dtype=np.uint8)).save(buffer, format="JPEG", quality=90)
-            path = root / "photos" / f"{index}.jpg"
-            path.parent.mkdir(exist_ok=True)
-            path.write_bytes(buffer.getvalue())
-            paths.append(str(path))
+        export.export(network, args.image_size, str(root / "model"), info={})
+        paths = _write_photos(root / "photos", args.num_images, args.photo_size)
+        model = predict.load_model(str(root / "model"))
 
-        predict.score_files(str(root / "model"), paths[:BATCH], BATCH, progress=False)  # warm-up: load and trace
-        start = time.perf_counter()
-        scores, failures = predict.score_files(str(root / "model"), paths, BATCH, progress=False)
-        predict_rate = len(scores) / (time.perf_counter() - start)
-        assert not failures
+        pixels = tf.constant(np.random.default_rng(0).integers(0, 255, (BATCH, args.image_size, args.image_size, 3), np.uint8))
+        policy = predict.scoring_policy(args.image_size)
+        batches = max(1, len(paths) // BATCH)
+        with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+            subjects = {
+                "network": lambda: sum(model.score(**{signature.PIXELS: pixels})[signature.MEAN].numpy().size for _ in range(batches)),
+                "decode": lambda: sum(1 for _ in pool.map(lambda path: predict.prepare(path, policy), paths)),
+                "predict": lambda: len(predict.score_files(model, paths, BATCH, progress=False).scores),
+            }
+            wall, cpu = _best_rates(subjects, args.rounds)
+        single_ms = _seconds_per_call(lambda: predict.prepare(paths[0], policy), 200) * 1000
+    for rates in (wall, cpu):
+        rates["ceiling"] = 1 / (1 / rates["network"] + 1 / rates["decode"])
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    title = f"scoring (MobileNet alpha {args.alpha} at {args.image_size} px, batches of {BATCH}, {threads} cores)"
+    print(f"{title:<64}{'images/s':>10}{'vs net':>8}{'vs ceiling':>12}{'per CPU-s':>11}{'vs ceiling':>12}")
+    for key, name in [
+        ("network", "network alone on ready batches of pixels"),
+        ("decode", f"decoding alone ({threads} threads; {single_ms:.2f} ms an image on one)"),
+        ("ceiling", "ceiling: network + decoding on the same cores"),
+        ("predict", f"serving.predict over a folder of {args.num_images} JPEGs of {args.photo_size} px"),
+    ]:
+        print(
+            f"{name:<64}{wall[key]:>10.1f}{wall[key] / wall['network']:>8.2f}{wall[key] / wall['ceiling']:>12.2f}"
+            f"{cpu[key]:>11.1f}{cpu[key] / cpu['ceiling']:>12.2f}"
+        )
+    ratio = wall["predict"] / wall["ceiling"]
+    print(f"goal: predict >= {GOAL:.0%} of the ceiling: {'met' if ratio >= GOAL else 'NOT met'} ({ratio:.2f} by the clock, "
+          f"{cpu['predict'] / cpu['ceiling']:.2f} by CPU time)")
+    print(f"peak RSS of this process: {peak_mib:.0f} MiB; load average (1 min) at the end: {os.getloadavg()[0]:.1f}")
 
-        pixels = tf.constant(rng.uniform(0, 255, (BATCH, args.image_size, args.image_size, 3)).astype("float32"))
-        call = tf.function(lambda x: model(x, training=False))
-        call(pixels)
-        start, done = time.perf_counter(), 0
-        while done < args.num_images:
-            call(pixels).numpy()
-            done += BATCH
-        raw_rate = done / (time.perf_counter() - start)
-    print(f"{'scoring':<48}{'images/s':>10}{'vs raw':>8}")
-    print(f"{'model on decoded, resized batches (ceiling)':<48}{raw_rate:>10.1f}{1.0:>8.2f}")
-    print(f"{'serving.predict over a folder of 256px JPEGs':<48}{predict_rate:>10.1f}{predict_rate / raw_rate:>8.2f}")
-    print(f"goal: predict >= {GOAL:.0%} of the raw rate: {'met' if predict_rate / raw_rate >= GOAL else 'NOT met'} ({predict_rate / raw_rate:.2f})")
+
+def _write_photos(folder: pathlib.Path, count: int, side: int) -> list[str]:
+    """Noise JPEGs at quality 90: the decoder's worst case for their size."""
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    paths = []
+    for index in range(count):
+        buffer = io.BytesIO()
+        Image.fromarray(rng.integers(0, 255, (side, side, 3), dtype=np.uint8)).save(buffer, format="JPEG", quality=90)
+        path = folder / f"{index}.jpg"
+        path.write_bytes(buffer.getvalue())
+        paths.append(str(path))
+    return paths
+
+
+def _best_rates(subjects: dict, rounds: int) -> tuple[dict[str, float], dict[str, float]]:
+    """Items per second of each subject (a callable that returns how many items it did),
+    and items per CPU-second of this process, each the best of `rounds` rounds that run
+    every subject once in turn, after one warm-up round: other work on shared cores
+    slows a run, never speeds it up."""
+    wall, cpu = dict.fromkeys(subjects, 0.0), dict.fromkeys(subjects, 0.0)
+    for round_index in range(rounds + 1):
+        for name, run in subjects.items():
+            start, start_cpu = time.perf_counter(), time.process_time()
+            done = run()
+            if round_index:
+                wall[name] = max(wall[name], done / (time.perf_counter() - start))
+                cpu[name] = max(cpu[name], done / (time.process_time() - start_cpu))
+    return wall, cpu
+
+
+def _seconds_per_call(run, calls: int) -> float:
+    start = time.perf_counter()
+    for _ in range(calls):
+        run()
+    return (time.perf_counter() - start) / calls
 
 
 if __name__ == "__main__":

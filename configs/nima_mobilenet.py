@@ -35,6 +35,12 @@ def get_config() -> ml_collections.ConfigDict:
     # 0 keeps every image; n keeps at most n per mean-score bin and epoch (the report's
     # per-bin undersampling against AVA's many average photos).
     config.input.max_images_per_bin = 0
+    # True: the whole photo at its own aspect ratio (no crop), its longer side resized to
+    # max_side and its shorter side to the nearest multiple of side_multiple; photos are
+    # batched by that shape (trainer/input_pipeline.py). Needs model.pooling = "spp".
+    config.input.keep_aspect_ratio = False
+    config.input.max_side = 320
+    config.input.side_multiple = 32  # the backbone's stride: each feature cell covers whole pixels
 
     config.model = ml_collections.ConfigDict()
     config.model.backbone = "mobilenet"  # see trainer/models.py BACKBONES
@@ -45,6 +51,10 @@ def get_config() -> ml_collections.ConfigDict:
     # A network trained from scratch for few steps needs a shorter memory (0.9), or its
     # inference-mode statistics lag the weights and every prediction looks alike.
     config.model.batchnorm_momentum = 0.0
+    config.model.head = "distribution"  # "distribution" (EMD), "regression" or "binary": trainer/heads.py
+    config.model.binary_l2 = 0.1  # L2 on the binary head's weights (the write-up's l = 0.1)
+    config.model.pooling = "avg"  # "avg", or "spp": spatial pyramid pooling over any input shape
+    config.model.spp_levels = (1, 2, 4)  # grid sides of the pyramid
 
     config.train = ml_collections.ConfigDict()
     config.train.global_batch_size = 256
@@ -55,6 +65,11 @@ def get_config() -> ml_collections.ConfigDict:
     # 0 trains on the whole split each epoch; n stops an epoch after n steps (smoke runs).
     config.train.max_steps_per_epoch = 0
     config.train.log_every_steps = 100
+    # Steps in one tf.function call (a tf.while_loop on the device, as Keras's
+    # steps_per_execution): the host dispatches and reads back once per call, not per step.
+    # A call also ends at every log and checkpoint step, so keep those intervals multiples
+    # of it to keep calls full.
+    config.train.steps_per_loop = 100
     config.train.checkpoint_every_steps = 500
     config.train.keep_checkpoints = 3
 

@@ -1,11 +1,25 @@
-"""Exports a trained run for serving: `python -m serving.export --workdir=DIR --export_dir=OUT`.
+"""Exports a trained run for serving: `python -m serving.export --workdir=DIR --export_dir=OUT [--tflite=KIND]`.
 
-OUT is a SavedModel whose `serving_default` signature takes a batch of encoded images
-(string tensor: JPEG, PNG, GIF or BMP bytes, any size) and returns `distribution` [N, 10],
-`mean` [N] and `std` [N]. Decoding and resizing are in the graph, the same ops as the
-evaluation, so TF Serving, a Vertex AI endpoint or `tf.saved_model.load` need nothing but
-TensorFlow. `OUT/assets.extra/` (ignored by TF Serving) holds the Keras model for further
-fine-tuning and `export_info.json` (source checkpoint, input size, config).
+OUT is a SavedModel with two signatures (names in `serving.signature`), both returning
+`distribution` [N, 10], `mean` [N] and `std` [N]:
+
+- `serving_default` takes a batch of encoded files (string tensor: JPEG, PNG, GIF, BMP or
+  WebP bytes, any size). Decoding, EXIF orientation, transparency on white and the
+  resize are in the graph (`serving.graph_decode`), so TF Serving, a Vertex AI endpoint or
+  `tf.saved_model.load` need nothing but TensorFlow.
+- `score_pixels` takes uint8 pixels [N, S, S, 3] already normalised (upright sRGB RGB)
+  and squashed to the model's size S, for clients that decode themselves: every format
+  Pillow reads, ICC profiles applied. `serving.predict` feeds it `ava_core.images.decode`,
+  the build's own normalisation. The pixels come sized because a batch must share one
+  size anyway, and one resize (the client's) is one blur, not two.
+
+`OUT/assets.extra/` (ignored by TF Serving) holds the Keras model for further fine-tuning,
+`export_info.json` (source checkpoint, input size, config, TFLite files) and, with
+`--tflite=KIND` (repeatable), TFLite models for phones, converted from `score_pixels`:
+the same pixels in, the same outputs, allocated for one photo a call. KIND is `float32`,
+`float16` (weights in half precision) or `dynamic_int8` (weights in int8, activations in
+float). Their mean scores stay within `TFLITE_MEAN_TOLERANCE` of the SavedModel's (the
+tests check it on the sample's test split with the TFLite interpreter).
 """
 
 from __future__ import annotations
@@ -19,38 +33,88 @@ import tensorflow as tf
 from absl import app, flags, logging
 
 from ava_core import ratings
-from serving import signature
-from trainer import input_pipeline, metrics, run_dir
+from serving import graph_decode, signature
+from trainer import metrics, run_dir
 
 EXTRA_DIR = "assets.extra"
 KERAS_FILE = "nima.keras"
 INFO_FILE = "export_info.json"
+TFLITE_KINDS = ("float32", "float16", "dynamic_int8")
+# The largest difference of mean score (1..10) from the SavedModel's that each TFLite model
+# is allowed: float32 differs only in the order of float operations; the quantised ones by
+# their weights' rounding (on the tests' network: 1e-5, 3e-4 and 5e-4).
+TFLITE_MEAN_TOLERANCE = {"float32": 1e-4, "float16": 0.01, "dynamic_int8": 0.05}
 
 FLAGS = flags.FLAGS
 
 
-def export(model: keras.Model, image_size: int, export_dir: str, info: dict) -> None:
-    def serve(images: tf.Tensor) -> dict[str, tf.Tensor]:
+def export(model: keras.Model, image_size: int, export_dir: str, info: dict, tflite: tuple[str, ...] = ()) -> None:
+    def serve_images(images: tf.Tensor) -> dict[str, tf.Tensor]:
         pixels = tf.map_fn(
-            lambda encoded: input_pipeline.decode_for_model(encoded, image_size),
+            lambda encoded: graph_decode.decode_for_model(encoded, image_size),
             images,
             fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.float32),
         )
-        distribution = tf.cast(model(pixels, training=False), tf.float32)
-        mean, std = metrics.score_mean_and_std(distribution)
-        return {signature.DISTRIBUTION: distribution, signature.MEAN: mean, signature.STD: std}
+        return outputs(model, pixels)
+
+    def serve_pixels(pixels: tf.Tensor) -> dict[str, tf.Tensor]:
+        return outputs(model, tf.cast(pixels, tf.float32))
 
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(
-        name=signature.SIGNATURE, fn=serve, input_signature=[tf.TensorSpec([None], tf.string, name=signature.IMAGES)]
+        name=signature.SIGNATURE, fn=serve_images, input_signature=[tf.TensorSpec([None], tf.string, name=signature.IMAGES)]
     )
-    archive.write_out(export_dir)
+    archive.add_endpoint(
+        name=signature.PIXELS_SIGNATURE,
+        fn=serve_pixels,
+        input_signature=[tf.TensorSpec([None, image_size, image_size, 3], tf.uint8, name=signature.PIXELS)],
+    )
+    archive.write_out(export_dir, verbose=False)
     extra = os.path.join(export_dir, EXTRA_DIR)
     tf.io.gfile.makedirs(extra)
     _save_keras(model, os.path.join(extra, KERAS_FILE))
+    for kind in tflite:
+        write_tflite(export_dir, kind)
+    tflite_info = {
+        kind: {"file": os.path.basename(tflite_path(export_dir, kind)), "mean_tolerance": TFLITE_MEAN_TOLERANCE[kind]}
+        for kind in tflite
+    }
     with tf.io.gfile.GFile(os.path.join(extra, INFO_FILE), "w") as file:
-        json.dump({"image_size": image_size, "num_bins": ratings.NUM_BINS, **info}, file, indent=2, sort_keys=True)
+        json.dump(
+            {"image_size": image_size, "num_bins": ratings.NUM_BINS, "tflite": tflite_info, **info}, file, indent=2, sort_keys=True
+        )
+
+
+def outputs(model: keras.Model, pixels: tf.Tensor) -> dict[str, tf.Tensor]:
+    """What every exported form returns for float32 pixels [N, S, S, 3] in 0..255: the one
+    place that turns the network's output into the clients' outputs."""
+    distribution = tf.cast(model(pixels, training=False), tf.float32)
+    mean, std = metrics.score_mean_and_std(distribution)
+    return {signature.DISTRIBUTION: distribution, signature.MEAN: mean, signature.STD: std}
+
+
+def tflite_path(export_dir: str, kind: str) -> str:
+    return os.path.join(export_dir, EXTRA_DIR, f"nima_{kind}.tflite")
+
+
+def write_tflite(export_dir: str, kind: str) -> str:
+    """Converts the SavedModel's pixel signature to a TFLite file; returns its path.
+
+    The input keeps a free batch dimension but is allocated for one image, what mobile
+    delegates expect; `resize_tensor_input` gives a batch.
+    """
+    if kind not in TFLITE_KINDS:
+        raise ValueError(f"--tflite={kind!r} is unknown; choose among {', '.join(TFLITE_KINDS)}")
+    converter = tf.lite.TFLiteConverter.from_saved_model(export_dir, signature_keys=[signature.PIXELS_SIGNATURE])
+    if kind != "float32":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]  # alone: int8 weights, float activations
+    if kind == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    path = tflite_path(export_dir, kind)
+    with tf.io.gfile.GFile(path, "wb") as file:
+        file.write(converter.convert())
+    return path
 
 
 def main(argv: list[str]) -> None:
@@ -58,12 +122,16 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     config = run_dir.load_config(FLAGS.workdir)
     model, checkpoint = run_dir.restore_model(FLAGS.workdir, config)
-    export(model, config.input.image_size, FLAGS.export_dir, {"checkpoint": checkpoint, "config": config.to_dict()})
+    tflite = tuple(dict.fromkeys(FLAGS.tflite))
+    export(model, config.input.image_size, FLAGS.export_dir, {"checkpoint": checkpoint, "config": config.to_dict()}, tflite)
     logging.info("exported %s to %s", checkpoint, FLAGS.export_dir)
+    outputs_named = ", ".join(signature.OUTPUTS)
     print(
-        f"SavedModel written to {FLAGS.export_dir} (signature {signature.SIGNATURE}: {signature.IMAGES} -> "
-        f"{signature.DISTRIBUTION}, {signature.MEAN}, {signature.STD})"
+        f"SavedModel written to {FLAGS.export_dir} (signatures {signature.SIGNATURE}: {signature.IMAGES} -> {outputs_named}; "
+        f"{signature.PIXELS_SIGNATURE}: {signature.PIXELS} -> {outputs_named})"
     )
+    for kind in tflite:
+        print(f"TFLite model ({kind}) written to {tflite_path(FLAGS.export_dir, kind)}")
 
 
 def _save_keras(model: keras.Model, path: str) -> None:
@@ -78,6 +146,9 @@ def _define_flags() -> None:
     """Flags exist only when this module is the program, so importing it clashes with nothing."""
     flags.DEFINE_string("workdir", None, "The trainer.main --workdir to export the best checkpoint of.", required=True)
     flags.DEFINE_string("export_dir", None, "Where to write the SavedModel (local or gs://).", required=True)
+    flags.DEFINE_multi_enum(
+        "tflite", [], TFLITE_KINDS, "Also write a TFLite model of this kind to EXPORT_DIR/assets.extra/ (repeatable)."
+    )
 
 
 if __name__ == "__main__":

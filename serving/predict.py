@@ -1,31 +1,50 @@
 """Scores and ranks photos with an exported model: `python -m serving.predict --model=OUT PATH...`.
 
-PATHs are files, folders (searched recursively) or glob patterns, local or gs://. Photos
-are read in parallel and scored in batches by the SavedModel's `serving_default`
-signature. A file that cannot be scored (unreadable, empty, not an image, truncated) is
-reported on its own line with the reason and the rest are still scored; the exit code
-is 1 when any file failed, 0 otherwise.
+PATHs are files, folders (searched recursively) or glob patterns, local or gs://. Every
+file is tried whatever its name, since the content decides: JPEG, PNG, GIF, BMP, TIFF,
+WebP, MPO, AVIF, HEIC (with the `heic` extra) and whatever else Pillow reads. A photo is
+normalised by `ava_core.images.decode`, the dataset build's own function (upright by
+EXIF, sRGB by ICC profile, alpha on white, first frame), squashed to the model's size
+and scored by the SavedModel's pixel signature, so it reaches the network as the
+training photos did.
+
+Decoding runs in a pool of threads while the model scores the previous batch; batches
+are filled from the photos that decoded, and at most a few batches of pixels are in
+memory, whatever the number of photos (`--output=FILE` for a large library: the ranking
+goes there and the terminal shows a progress bar).
+
+Each image that cannot be scored (unreadable, truncated, too small...) is reported on its
+own line with the reason and the rest are still scored; files that are not images at all
+(empty files, text, sidecars) are counted and named in one line. The exit code is 1 when
+an image or a named path could not be scored, 0 otherwise: stray files are no failure.
 """
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import csv
 import dataclasses
 import io
+import itertools
 import json
+import os
 import sys
-from typing import Iterable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import tensorflow as tf
 import tqdm
 from absl import app, flags
+from PIL import Image
 
+from ava_core import images
+from ava_core.rejections import RejectedInput
 from serving import signature
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
-_BATCHES_IN_FLIGHT = 2
+# Batches of decoded photos the decoding threads may hold ahead of the model: one to fill
+# while the model scores another keeps both busy; more would only hold memory.
+BATCHES_AHEAD = 2
 _BARS = " ▁▂▃▄▅▆▇█"
 
 FLAGS = flags.FLAGS
@@ -45,15 +64,65 @@ class Failure:
     reason: str
 
 
+@dataclasses.dataclass(frozen=True)
+class Skipped:
+    """A file that holds no image at all (empty, text, a sidecar): listed, not a failure."""
+
+    path: str
+
+
+@dataclasses.dataclass
+class Report:
+    scores: list[Score]  # best first
+    failures: list[Failure]  # images that could not be scored, with the reason
+    not_images: list[str]  # files that hold no image at all
+
+
+@dataclasses.dataclass(frozen=True)
+class PixelModel:
+    """The SavedModel's pixel signature and the side S of the [N, S, S, 3] pixels it takes."""
+
+    score: Any  # the concrete function: score(pixels=uint8 tensor) -> {output name: tensor}
+    image_size: int
+    saved_model: Any  # keeps the variables the function reads alive
+
+
+class NotASavedModelError(FileNotFoundError):
+    pass
+
+
+def load_model(model_dir: str) -> PixelModel:
+    """The model's pixel signature; a directory that holds no such SavedModel is a one-line error."""
+    export = f"`python -m serving.export --workdir=RUN --export_dir={model_dir}`"
+    if not tf.saved_model.contains_saved_model(model_dir):
+        raise NotASavedModelError(f"--model={model_dir} holds no SavedModel (saved_model.pb): export a trained run with {export}")
+    saved_model = tf.saved_model.load(model_dir)
+    if signature.PIXELS_SIGNATURE not in saved_model.signatures:
+        raise NotASavedModelError(
+            f"--model={model_dir} has no {signature.PIXELS_SIGNATURE!r} signature (it has {sorted(saved_model.signatures)}): "
+            f"it was exported by an older version; export the run again with {export}"
+        )
+    score = saved_model.signatures[signature.PIXELS_SIGNATURE]
+    image_size = int(score.structured_input_signature[1][signature.PIXELS].shape[1])
+    return PixelModel(score, image_size, saved_model)
+
+
+def scoring_policy(image_size: int) -> images.ImagePolicy:
+    """The build's checks and normalisation, squashed to the model's size with the bilinear
+    filter the bytes signature uses; a large JPEG is decoded at a reduced DCT scale that
+    keeps twice that size (`ImagePolicy.reducing_gap`)."""
+    return images.ImagePolicy(resize_to=(image_size, image_size), resample=Image.Resampling.BILINEAR, reducing_gap=2.0)
+
+
 def expand_paths(patterns: Sequence[str]) -> tuple[list[str], list[Failure]]:
     """Files named, found under folders, or matched by globs; sorted, without duplicates."""
     found, missing = [], []
     for pattern in patterns:
         if tf.io.gfile.isdir(pattern):
             for folder, _, files in tf.io.gfile.walk(pattern):
-                found += [f"{folder.rstrip('/')}/{name}" for name in files if name.lower().endswith(IMAGE_EXTENSIONS)]
+                found += [f"{folder.rstrip('/')}/{name}" for name in files]
         elif any(char in pattern for char in "*?["):
-            matches = tf.io.gfile.glob(pattern)
+            matches = [path for path in tf.io.gfile.glob(pattern) if not tf.io.gfile.isdir(path)]
             found += matches
             if not matches:
                 missing.append(Failure(pattern, "no file matches this pattern"))
@@ -64,47 +133,54 @@ def expand_paths(patterns: Sequence[str]) -> tuple[list[str], list[Failure]]:
     return sorted(set(found)), missing
 
 
-def score_files(model_dir: str, paths: Sequence[str], batch_size: int = 32, progress: bool = True) -> tuple[list[Score], list[Failure]]:
-    """Scores every path. Files are read by a thread pool, and two batches are in the model
-    at once, so one batch's in-graph decoding overlaps the other's network."""
-    serve = load_signature(model_dir)
-    scores, failures = [], []
-    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as readers, concurrent.futures.ThreadPoolExecutor(
-        max_workers=_BATCHES_IN_FLIGHT
-    ) as scorers, tqdm.tqdm(total=len(paths), unit="photo", disable=not progress, file=sys.stderr) as bar:
-        in_flight = []
-        for batch in _batches(readers.map(_read, paths), batch_size):
-            failures += [failure for _, _, failure in batch if failure is not None]
-            readable = [(path, data) for path, data, failure in batch if failure is None]
-            in_flight.append((scorers.submit(_score, serve, readable), len(batch)))
-            if len(in_flight) > _BATCHES_IN_FLIGHT:
-                _collect(in_flight.pop(0), scores, failures, bar)
-        for pending in in_flight:
-            _collect(pending, scores, failures, bar)
-    return sorted(scores, key=lambda s: -s.mean), failures
+def score_files(
+    model: PixelModel, paths: Sequence[str], batch_size: int = 32, progress: bool | None = None, threads: int | None = None
+) -> Report:
+    """Scores every path; `progress` None shows the bar when stderr is a terminal.
+
+    `threads` decode (default: one a core): Pillow releases the interpreter lock while it
+    decodes, resizes and converts colours, and TensorFlow while the model runs.
+    """
+    policy = scoring_policy(model.image_size)
+    report = Report([], [], [])
+    batch = np.empty([batch_size, model.image_size, model.image_size, 3], np.uint8)
+    names: list[str] = []
+    with concurrent.futures.ThreadPoolExecutor(threads or os.cpu_count()) as pool, tqdm.tqdm(
+        total=len(paths), unit="photo", disable=None if progress is None else not progress, file=sys.stderr
+    ) as bar:
+        for path, prepared in _prepared(pool, paths, policy, BATCHES_AHEAD * batch_size):
+            if isinstance(prepared, np.ndarray):
+                batch[len(names)] = prepared
+                names.append(path)
+            elif isinstance(prepared, Skipped):
+                report.not_images.append(path)
+                bar.update(1)
+            else:
+                report.failures.append(prepared)
+                bar.update(1)
+            if len(names) == batch_size:
+                report.scores += _score(model, batch, names)
+                bar.update(len(names))
+                names = []
+        if names:
+            report.scores += _score(model, batch[: len(names)], names)
+            bar.update(len(names))
+    report.scores.sort(key=lambda score: (-score.mean, score.path))
+    return report
 
 
-def load_signature(model_dir: str):
-    """The model's scoring function; a directory that holds no SavedModel is a one-line error."""
-    if not tf.saved_model.contains_saved_model(model_dir):
-        raise NotASavedModelError(
-            f"--model={model_dir} holds no SavedModel (saved_model.pb): export a trained run with "
-            f"`python -m serving.export --workdir=RUN --export_dir={model_dir}`"
-        )
-    return tf.saved_model.load(model_dir).signatures[signature.SIGNATURE]
-
-
-class NotASavedModelError(FileNotFoundError):
-    pass
-
-
-def _collect(pending, scores: list, failures: list, bar) -> None:
-    """Adds a finished batch to the running results, in place: linear in the number of photos."""
-    future, size = pending
-    batch_scores, batch_failures = future.result()
-    bar.update(size)
-    scores.extend(batch_scores)
-    failures.extend(batch_failures)
+def prepare(path: str, policy: images.ImagePolicy) -> np.ndarray | Failure | Skipped:
+    """The model's pixels for one file (uint8 [S, S, 3]), or why there are none."""
+    try:
+        with tf.io.gfile.GFile(path, "rb") as file:
+            data = file.read()
+        return images.decode(data, policy).pixels
+    except images.NotAnImage:
+        return Skipped(path)
+    except RejectedInput as error:
+        return Failure(path, f"{error.reason.value.replace('_', ' ')}: {error.detail}")
+    except Exception as error:  # noqa: BLE001 - whatever one file raises (a read error mostly) is its own report
+        return Failure(path, f"unreadable: {type(error).__name__}: {getattr(error, 'message', error)}")
 
 
 def main(argv: list[str]) -> None:
@@ -112,15 +188,25 @@ def main(argv: list[str]) -> None:
         raise app.UsageError("give at least one photo, folder or glob pattern to score")
     paths, failures = expand_paths(argv[1:])
     try:
-        scores, unreadable = score_files(FLAGS.model, paths, FLAGS.batch_size, progress=sys.stderr.isatty())
+        model = load_model(FLAGS.model)
     except NotASavedModelError as error:
         raise SystemExit(f"error: {error}") from None
-    failures += unreadable
-    shown = scores[: FLAGS.top] if FLAGS.top else scores
-    sys.stdout.write(format_scores(shown, FLAGS.format))
+    report = score_files(model, paths, FLAGS.batch_size)
+    failures += report.failures
+    if FLAGS.output:
+        with tf.io.gfile.GFile(FLAGS.output, "w") as file:
+            file.write(format_scores(report.scores, FLAGS.format))
+    if FLAGS.top or not FLAGS.output:
+        sys.stdout.write(format_scores(report.scores[: FLAGS.top] if FLAGS.top else report.scores, FLAGS.format))
     for failure in failures:
         print(f"could not score {failure.path}: {failure.reason}", file=sys.stderr)
-    print(f"scored {len(scores)} photos, {len(failures)} failed", file=sys.stderr)
+    if report.not_images:
+        print(f"skipped {len(report.not_images)} files that are not images: {', '.join(report.not_images)}", file=sys.stderr)
+    written = f" (ranking in {FLAGS.output})" if FLAGS.output else ""
+    print(
+        f"scored {len(report.scores)} photos{written}, {len(failures)} failed, {len(report.not_images)} not images",
+        file=sys.stderr,
+    )
     sys.exit(1 if failures else 0)
 
 
@@ -146,62 +232,37 @@ def _bar(distribution: Sequence[float]) -> str:
     return "".join(_BARS[int(round(p / peak * (len(_BARS) - 1)))] for p in distribution)
 
 
-def _read(path: str) -> tuple[str, bytes | None, Failure | None]:
-    try:
-        with tf.io.gfile.GFile(path, "rb") as file:
-            data = file.read()
-    except (tf.errors.OpError, OSError) as error:
-        return path, None, Failure(path, f"unreadable: {getattr(error, 'message', error)}")
-    if not data:
-        return path, None, Failure(path, "empty file")
-    if not _looks_like_an_image(data):
-        return path, None, Failure(path, f"not a JPEG, PNG, GIF or BMP image (starts with {data[:8]!r})")
-    return path, data, None
+def _prepared(pool: concurrent.futures.Executor, paths: Sequence[str], policy: images.ImagePolicy, ahead: int) -> Iterator[tuple[str, Any]]:
+    """(path, what `prepare` returned) in path order, with `ahead` files in the pool.
+
+    A new file is handed to the pool only when one is taken out, so however many paths
+    there are, no more than `ahead` decoded photos wait in memory.
+    """
+    remaining = iter(paths)
+    pending = collections.deque((path, pool.submit(prepare, path, policy)) for path in itertools.islice(remaining, ahead))
+    while pending:
+        path, future = pending.popleft()
+        for following in itertools.islice(remaining, 1):
+            pending.append((following, pool.submit(prepare, following, policy)))
+        yield path, future.result()
 
 
-def _looks_like_an_image(data: bytes) -> bool:
-    return data.startswith((b"\xff\xd8", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM"))
-
-
-def _batches(items: Iterable, size: int) -> Iterator[list]:
-    batch = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-def _score(serve, readable: list[tuple[str, bytes]]) -> tuple[list[Score], list[Failure]]:
-    """Scores a batch at once; when one photo breaks the batch, scores them one by one to find it."""
-    if not readable:
-        return [], []
-    try:
-        outputs = serve(images=tf.constant([data for _, data in readable]))
-    except tf.errors.InvalidArgumentError:
-        if len(readable) == 1:
-            return [], [Failure(readable[0][0], "TensorFlow cannot decode it: a truncated or corrupt image")]
-        scores, failures = [], []
-        for item in readable:
-            item_scores, item_failures = _score(serve, [item])
-            scores += item_scores
-            failures += item_failures
-        return scores, failures
+def _score(model: PixelModel, pixels: np.ndarray, names: list[str]) -> list[Score]:
+    outputs = model.score(**{signature.PIXELS: tf.constant(pixels)})
     distribution = outputs[signature.DISTRIBUTION].numpy()
     mean, std = outputs[signature.MEAN].numpy(), outputs[signature.STD].numpy()
     return [
         Score(path, float(mean[i]), float(std[i]), tuple(float(p) for p in np.round(distribution[i], 6)))
-        for i, (path, _) in enumerate(readable)
-    ], []
+        for i, path in enumerate(names)
+    ]
 
 
 def _define_flags() -> None:
     """Flags exist only when this module is the program, so importing it clashes with nothing."""
     flags.DEFINE_string("model", None, "Directory of a SavedModel written by serving.export.", required=True)
     flags.DEFINE_enum("format", "table", ["table", "csv", "json"], "Output format.")
-    flags.DEFINE_integer("top", 0, "Print only the K best photos (0: all).")
+    flags.DEFINE_string("output", "", "Write the full ranking to this file (local or gs://) instead of the terminal.")
+    flags.DEFINE_integer("top", 0, "Print only the K best photos (0: all; with --output, none unless K is given).")
     flags.DEFINE_integer("batch_size", 32, "Photos per call of the model.")
 
 

@@ -99,6 +99,39 @@ def sample_data_dir(tmp_path_factory) -> str:
     return str(data_dir)
 
 
+@pytest.fixture(scope="session")
+def framed_data_dir(tmp_path_factory) -> str:
+    """`ava/full` built from a small framed sample (wide and tall photos at their own size),
+    through the real build command: the whole-image input's dataset, smaller than `sample_full`."""
+    import subprocess
+    import sys
+
+    from ava_core import sample
+
+    ava_dir = tmp_path_factory.mktemp("framed_ava")
+    sample.write_sample(str(ava_dir), num_images=240, seed=1, min_side=96, max_side=160, framed=True)
+    data_dir = tmp_path_factory.mktemp("framed_tfds")
+    subprocess.run(
+        [
+            sys.executable, "-m", "beam_pipelines.build", "--config=full", f"--ava_dir={ava_dir}",
+            f"--output_dir={data_dir}", "--direct_num_workers=2",
+        ],
+        check=True, cwd=pathlib.Path(__file__).resolve().parents[1], capture_output=True,
+    )
+    return str(data_dir)
+
+
+@pytest.fixture
+def spp_demo_config(framed_data_dir):
+    """configs/nima_spp.py:demo pointed at the session's framed dataset."""
+    from configs import nima_spp
+
+    config = nima_spp.get_config("demo")
+    config.dataset.name = "ava/full"
+    config.dataset.data_dir = framed_data_dir
+    return config
+
+
 @pytest.fixture
 def demo_config(sample_data_dir):
     """configs/demo.py pointed at the session's sample dataset."""

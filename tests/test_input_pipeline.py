@@ -1,7 +1,12 @@
-"""The tf.data input on the built sample: shapes, ranges, determinism, sharding, resume, undersampling."""
+"""The tf.data input on the built sample: shapes, ranges, determinism, sharding, resume, undersampling;
+whole photos batched by shape."""
+
+import io
 
 import numpy as np
+import pytest
 import tensorflow as tf
+from PIL import Image
 
 from ava_tfds.ava import features
 from trainer import input_pipeline, task
@@ -95,3 +100,66 @@ def test_an_undersampled_epoch_is_as_long_as_the_images_it_keeps(demo_config):
     assert input_pipeline.images_per_epoch(demo_config) == kept
     epoch = input_pipeline.train_dataset(demo_config, _context(), epoch=0)
     assert task.steps_per_epoch(demo_config) == sum(1 for _ in epoch) == kept // 4
+
+
+def _stored_sizes(config, split) -> dict:
+    """(height, width) of each stored photo of `split`, by image id, read with PIL."""
+    return {
+        int(r[features.IMAGE_ID]): Image.open(io.BytesIO(r[features.IMAGE])).size[::-1]
+        for r in input_pipeline.eval_records(config, split).as_numpy_iterator()
+    }
+
+
+def _bucket(size, max_side, multiple):
+    """The shape a whole photo is resized to, worked out here: longer side max_side, shorter
+    side rounded to the multiple nearest to the aspect ratio."""
+    height, width = size
+    short = max(1, round(min(size) * max_side / max(size) / multiple)) * multiple
+    return (max_side, short) if height >= width else (short, max_side)
+
+
+def test_whole_photos_are_batched_by_shape_and_every_one_is_evaluated(spp_demo_config):
+    config = spp_demo_config
+    sizes = _stored_sizes(config, "test")
+    records = {int(r[features.IMAGE_ID]): r[features.IMAGE] for r in input_pipeline.eval_records(config, "test").as_numpy_iterator()}
+    batches = _batches(input_pipeline.eval_dataset(config, "test", batch_size=8), 1000)
+    ids = np.concatenate([b[features.IMAGE_ID] for b in batches])
+    assert sorted(ids) == sorted(sizes)  # every photo, once
+    for batch in batches:
+        for image_id, pixels in zip(batch[features.IMAGE_ID], batch[PIXELS]):
+            assert pixels.shape[:2] == _bucket(sizes[int(image_id)], config.input.max_side, config.input.side_multiple)
+        whole = input_pipeline.decode_whole_for_model(records[int(batch[features.IMAGE_ID][-1])], config.input.max_side, config.input.side_multiple)
+        np.testing.assert_array_equal(batch[PIXELS][-1], whole.numpy())
+    shapes = {b[PIXELS].shape[1:3] for b in batches}
+    assert {h > w for h, w in shapes} == {True, False}, "the framed sample holds wide and tall photos"
+    assert any(len(b[PIXELS]) < 8 for b in batches), "each shape's last batch is short, not dropped"
+
+
+def test_whole_photo_training_batches_are_full_of_one_shape_and_resume_exactly(spp_demo_config):
+    config = spp_demo_config
+    config.train.global_batch_size = 8
+    config.input.deterministic = True
+    sizes = _stored_sizes(config, "train")
+    by_distribution = {tuple(r[features.RATING_DISTRIBUTION]): sizes[int(r[features.IMAGE_ID])]
+                       for r in input_pipeline.eval_records(config, "train").as_numpy_iterator()}
+    # Two passes' worth: a shape's leftovers from the first pass are batched with its photos
+    # of the second, so by then every photo has been in a batch.
+    count = 2 * len(sizes) // 8
+    batches = _batches(input_pipeline.train_dataset(config, _context(), epoch=0), count)
+    seen = set()
+    for batch in batches:
+        assert batch[PIXELS].shape[0] == 8 and batch[PIXELS].dtype == np.uint8
+        for distribution in batch[DISTRIBUTION]:
+            size = by_distribution[tuple(distribution)]
+            assert batch[PIXELS].shape[1:3] == _bucket(size, config.input.max_side, config.input.side_multiple)
+            seen.add(tuple(distribution))
+    assert seen == set(by_distribution)
+    resumed = _batches(input_pipeline.train_dataset(config, _context(), epoch=0, skip_batches=count - 2), 2)
+    for a, b in zip(batches[-2:], resumed):
+        np.testing.assert_array_equal(a[PIXELS], b[PIXELS])
+
+
+def test_whole_photos_need_a_pyramid_model(spp_demo_config):
+    spp_demo_config.model.pooling = "avg"
+    with pytest.raises(ValueError, match="pooling=spp"):
+        input_pipeline.eval_dataset(spp_demo_config, "test", batch_size=8)

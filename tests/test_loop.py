@@ -1,6 +1,7 @@
 """The training loop in-process against a small fake task: phases, actions, best checkpoint,
-resume at an exact step, and the finite-loss check before every save. Seconds, not minutes:
-the end-to-end runs of the real task are in test_training.py."""
+resume at an exact step, the finite-loss check before every save, and all of it with
+several steps in one tf.function call. Seconds, not minutes: the end-to-end runs of the
+real task are in test_training.py."""
 
 from __future__ import annotations
 
@@ -72,10 +73,11 @@ class _LinearTask:
 
 class _Recorder(loop.Action):
     def __init__(self, stop_at_step: int | None = None):
-        self.logged, self.epochs, self.stop_at_step = [], [], stop_at_step
+        self.logged, self.losses, self.epochs, self.stop_at_step = [], [], [], stop_at_step
 
     def on_log(self, global_step, loss, learning_rate):
         self.logged.append(global_step)
+        self.losses.append(loss)
         if global_step == self.stop_at_step:
             raise KeyboardInterrupt(f"killed at step {global_step}")
 
@@ -83,8 +85,11 @@ class _Recorder(loop.Action):
         self.epochs.append(epoch_end)
 
 
-def _settings(log_every=4, checkpoint_every=5):
-    return loop.LoopSettings(log_every_steps=log_every, checkpoint_every_steps=checkpoint_every, keep_checkpoints=10, best_metric="emd")
+def _settings(log_every=4, checkpoint_every=5, steps_per_loop=1):
+    return loop.LoopSettings(
+        log_every_steps=log_every, checkpoint_every_steps=checkpoint_every, keep_checkpoints=10, best_metric="emd",
+        steps_per_loop=steps_per_loop,
+    )
 
 
 def _saved_weights(directory: pathlib.Path) -> dict[int, np.ndarray]:
@@ -153,3 +158,81 @@ def test_a_non_finite_loss_in_a_later_phase_names_that_phase_and_epoch(tmp_path)
     with pytest.raises(loop.NonFiniteLossError, match=r"at global step 17 \(tune phase, epoch 2\).*--config.tune.learning_rate"):
         loop.run(task, str(tmp_path), tf.distribute.get_strategy(), _settings())
     assert task.validated == 2
+
+
+def _count_steps_per_call(monkeypatch) -> list[int]:
+    """The number of steps of every call the loop makes, in order."""
+    calls, multi_step = [], loop.multi_step
+
+    def counting(step):
+        run_steps = multi_step(step)
+
+        def run(iterator, num_steps):
+            calls.append(int(num_steps))
+            return run_steps(iterator, num_steps)
+
+        return run
+
+    monkeypatch.setattr(loop, "multi_step", counting)
+    return calls
+
+
+def test_a_call_runs_steps_per_loop_steps_cut_at_each_log_checkpoint_and_epoch_end(tmp_path, monkeypatch):
+    calls = _count_steps_per_call(monkeypatch)
+    loop.run(_LinearTask(), str(tmp_path / "cut"), tf.distribute.get_strategy(), _settings(steps_per_loop=4))
+    # Logs every 4 steps, checkpoints every 5, epochs of 6: each call ends at the first of those.
+    assert calls == [4, 1, 1, 2, 2, 2, 3, 1, 2]
+    calls.clear()
+    loop.run(_LinearTask(), str(tmp_path / "whole_epochs"), tf.distribute.get_strategy(), _settings(100, 100, 100))
+    assert calls == [STEPS_PER_EPOCH] * 3
+
+
+@pytest.mark.parametrize("steps_per_loop", [4, 100])
+def test_several_steps_a_call_log_save_and_end_exactly_as_one_step_a_call(tmp_path, steps_per_loop):
+    runs = {}
+    for name, steps in (("one", 1), ("several", steps_per_loop)):
+        task, recorder = _LinearTask(), _Recorder()
+        loop.run(task, str(tmp_path / name), tf.distribute.get_strategy(), _settings(steps_per_loop=steps), [recorder])
+        runs[name] = task, recorder, _saved_weights(tmp_path / name / loop.CHECKPOINT_DIR)
+    (one_task, one, one_saved), (task, several, saved) = runs["one"], runs["several"]
+    assert several.logged == one.logged == [4, 6, 8, 12, 16, 18]
+    np.testing.assert_allclose(several.losses, one.losses, rtol=1e-6)
+    np.testing.assert_allclose([e.train_loss for e in several.epochs], [e.train_loss for e in one.epochs], rtol=1e-6)
+    assert sorted(saved) == sorted(one_saved) == [5, 6, 10, 12, 15, 18]
+    for step, weights in saved.items():
+        np.testing.assert_allclose(weights, one_saved[step], rtol=1e-6)
+    np.testing.assert_allclose(task.weights.numpy(), one_task.weights.numpy(), rtol=1e-6)
+
+
+def test_a_run_killed_mid_epoch_resumes_at_the_exact_step_with_several_steps_a_call(tmp_path):
+    strategy = tf.distribute.get_strategy()
+    whole = _LinearTask()
+    loop.run(whole, str(tmp_path / "whole"), strategy, _settings())
+
+    with pytest.raises(KeyboardInterrupt):
+        loop.run(_LinearTask(), str(tmp_path / "resumed"), strategy, _settings(steps_per_loop=4), [_Recorder(stop_at_step=12)])
+    assert max(_saved_weights(tmp_path / "resumed" / loop.CHECKPOINT_DIR)) == 10  # step 4 of tune's first epoch
+
+    resumed_task, resumed = _LinearTask(), _Recorder()
+    loop.run(resumed_task, str(tmp_path / "resumed"), strategy, _settings(steps_per_loop=4), [resumed])
+    assert resumed.logged == [12, 16, 18] and [e.global_step for e in resumed.epochs] == [12, 18]
+    assert resumed.epochs[0].steps == 2
+    np.testing.assert_allclose(resumed_task.weights.numpy(), whole.weights.numpy(), rtol=1e-6)
+
+
+def test_a_non_finite_loss_inside_a_call_is_named_at_its_step_and_never_saved(tmp_path, monkeypatch):
+    # Saves every 5 steps, logs every 100, up to 6 steps a call: the call of tune's global
+    # steps 7..10 hits NaN at step 8 and runs on; the save of step 10 must refuse it.
+    calls = _count_steps_per_call(monkeypatch)
+    task = _LinearTask(nan_at=(1, 0, 1))
+    with pytest.raises(loop.NonFiniteLossError, match=r"loss became nan at global step 8 \(tune phase, epoch 1\)"):
+        loop.run(task, str(tmp_path), tf.distribute.get_strategy(), _settings(log_every=100, checkpoint_every=5, steps_per_loop=6))
+    assert calls == [5, 1, 4]
+    assert not np.isfinite(task.weights.numpy()).all()
+    saved = _saved_weights(tmp_path / loop.CHECKPOINT_DIR)
+    assert sorted(saved) == [5, 6] and all(np.isfinite(weights).all() for weights in saved.values())
+
+
+def test_steps_per_loop_below_one_says_which_flag():
+    with pytest.raises(ValueError, match=r"--config.train.steps_per_loop=0: give a whole number of steps"):
+        _settings(steps_per_loop=0)

@@ -1,8 +1,9 @@
-"""EMD and the AVA metrics against hand-computed cases and scipy."""
+"""EMD and the AVA metrics against hand-computed cases, scipy and scikit-learn."""
 
 import numpy as np
 import pytest
 from scipy import stats
+from sklearn import metrics as sklearn_metrics
 
 from trainer import metrics
 
@@ -84,3 +85,34 @@ def test_perfect_predictions():
 def test_unknown_correlation_kind():
     with pytest.raises(ValueError, match="'lcc' or 'srcc'"):
         metrics.correlation([1, 2], [2, 1], "kendall")
+
+
+def test_classification_figures_match_scikit_learn():
+    rng = np.random.default_rng(7)
+    true = _random_distributions(300, 8)
+    true_positive = metrics.mean_score(true) > 5
+    probability = np.clip(0.5 + 0.3 * (metrics.mean_score(true) - 5.5) + rng.normal(0, 0.25, 300), 0.01, 0.99)
+    probability[:40] = np.round(probability[:40], 1)  # ties, which ROC AUC counts half
+    predicted_mean = np.where(probability > 0.5, 7.0, 3.0)
+    result = metrics.evaluate_predictions(true, predicted_mean, probability_beautiful=probability)
+    predicted_positive = predicted_mean > 5
+    assert result["precision"] == pytest.approx(sklearn_metrics.precision_score(true_positive, predicted_positive))
+    assert result["recall"] == pytest.approx(sklearn_metrics.recall_score(true_positive, predicted_positive))
+    assert result["roc_auc"] == pytest.approx(sklearn_metrics.roc_auc_score(true_positive, probability))
+    assert result["log_loss"] == pytest.approx(sklearn_metrics.log_loss(true_positive, probability))
+    (tn, fp), (fn, tp) = sklearn_metrics.confusion_matrix(true_positive, predicted_positive)
+    assert (result["true_negatives"], result["false_positives"], result["false_negatives"], result["true_positives"]) == (tn, fp, fn, tp)
+    assert result["positive_share"] == pytest.approx(true_positive.mean())
+    assert result["accuracy"] == pytest.approx(sklearn_metrics.accuracy_score(true_positive, predicted_positive))
+    assert "mae_mean" not in result and "emd" not in result  # a probability predicts no mean vote, no distribution
+
+
+def test_a_constant_score_ranks_nothing_and_calls_every_photo_one_class():
+    true = _random_distributions(50, 9)
+    constant = np.broadcast_to(true.mean(axis=0), true.shape)
+    result = metrics.evaluate_distributions(true, constant)
+    positives = int(np.sum(metrics.mean_score(true) > 5))
+    assert metrics.mean_score(constant)[0] > 5 and 0 < positives < 50
+    assert result["roc_auc"] == 0.5
+    assert (result["true_positives"], result["false_positives"]) == (positives, 50 - positives)
+    assert result["precision"] == pytest.approx(result["positive_share"]) and result["recall"] == 1.0

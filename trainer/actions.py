@@ -10,7 +10,14 @@ from absl import logging
 
 from trainer import loop
 
-SUMMARISED_VALIDATION_METRICS = ("emd", "accuracy", "lcc_mean", "srcc_mean", "lcc_std", "srcc_std")
+# Those a head's validation has (trainer.metrics.evaluate_predictions) go to TensorBoard.
+SUMMARISED_VALIDATION_METRICS = (
+    "emd", "rmse_mean", "log_loss", "accuracy", "lcc_mean", "srcc_mean", "lcc_std", "srcc_std", "mae_mean", "roc_auc",
+)
+# A log line's figures: the first of these losses the split has (each head's selection
+# metric, trainer/heads.py), then the ranking ones.
+_HEADLINE_LOSSES = {"emd": "EMD", "log_loss": "log loss", "rmse_mean": "RMSE"}
+_HEADLINE_RANKING = {"accuracy": "accuracy", "lcc_mean": "LCC", "srcc_mean": "SRCC"}
 
 
 class TensorBoard(loop.Action):
@@ -26,7 +33,8 @@ class TensorBoard(loop.Action):
         with self._writer.as_default(step=epoch_end.global_step):
             tf.summary.scalar("train/images_per_second", epoch_end.images_per_second)
             for name in SUMMARISED_VALIDATION_METRICS:
-                tf.summary.scalar(f"validation/{name}", epoch_end.validation[name])
+                if name in epoch_end.validation:
+                    tf.summary.scalar(f"validation/{name}", epoch_end.validation[name])
 
 
 class History(loop.Action):
@@ -67,10 +75,9 @@ class EpochLog(loop.Action):
         self._seconds += epoch_end.seconds
         self._steps += epoch_end.steps
         remaining = (self._total - self._done) * self._seconds / max(self._steps, 1)
-        validation = epoch_end.validation
         logging.info(
             "%s epoch %d/%d: %d steps in %.1fs (%.2f steps/s, %.1f images/s), loss %.4f | "
-            "validation EMD %.4f, accuracy %.3f, LCC %.3f, SRCC %.3f%s | %d/%d steps, ETA %s",
+            "validation %s%s | %d/%d steps, ETA %s",
             epoch_end.phase.name,
             epoch_end.epoch,
             epoch_end.phase.epochs,
@@ -79,12 +86,16 @@ class EpochLog(loop.Action):
             epoch_end.steps / max(epoch_end.seconds, 1e-9),
             epoch_end.images_per_second,
             epoch_end.train_loss,
-            validation["emd"],
-            validation["accuracy"],
-            validation["lcc_mean"],
-            validation["srcc_mean"],
+            headline(epoch_end.validation),
             " (best)" if epoch_end.improved else "",
             self._done,
             self._total,
             time.strftime("%H:%M:%S", time.gmtime(remaining)),
         )
+
+
+def headline(metrics: dict[str, float]) -> str:
+    """A split's main figures as a log line shows them: "EMD 0.0812, accuracy 0.7640, LCC ..."."""
+    loss = [(label, metrics[name]) for name, label in _HEADLINE_LOSSES.items() if name in metrics][:1]
+    shown = loss + [(label, metrics[name]) for name, label in _HEADLINE_RANKING.items()]
+    return ", ".join(f"{label} {value:.4f}" for label, value in shown)

@@ -5,6 +5,12 @@ published AVA results), `report.md` (the same as a table, also printed), and fig
 predicted against true mean score, the two distributions of mean scores with the tails
 enlarged, error by true-score bucket, the training curves, and the best and worst scored
 images.
+
+`--compare=B,C` also evaluates the runs B and C (each into its own eval/) and prints one
+table of all of them, written to DIR/eval/comparison.md: each run's figures (those its
+head allows: EMD for a distribution, MAE for a predicted mean score, log loss for a
+probability), the baseline of each dataset they were scored on, the published AVA
+results, and each split's class balance, which the classification figures need.
 """
 
 from __future__ import annotations
@@ -18,10 +24,10 @@ import tensorflow as tf
 from absl import app, flags
 
 from ava_tfds.ava import features
-from trainer import input_pipeline, metrics, plots, predictions, run_dir
+from trainer import heads, input_pipeline, metrics, plots, predictions, run_dir
 
 EVAL_DIR = "eval"
-METRICS_FILE, REPORT_FILE = "metrics.json", "report.md"
+METRICS_FILE, REPORT_FILE, COMPARISON_FILE = "metrics.json", "report.md", "comparison.md"
 # Published results on the official AVA test list, as the project report tabulates them.
 PUBLISHED = [
     {"name": "Murray et al. 2012", "accuracy": 0.6800},
@@ -32,7 +38,11 @@ PUBLISHED = [
     {"name": "NIMA MobileNet (Talebi & Milanfar 2018)", "accuracy": 0.8036, "emd": 0.081, "lcc_mean": 0.518, "srcc_mean": 0.510},
     {"name": "NIMA Inception-v2 (Talebi & Milanfar 2018)", "accuracy": 0.8151, "emd": 0.050, "lcc_mean": 0.638, "srcc_mean": 0.612},
 ]
-_COLUMNS = ("num_images", "accuracy", "emd", "lcc_mean", "srcc_mean", "lcc_std", "srcc_std", "mae_mean", "rmse_mean")
+_COLUMNS = (
+    "num_images", "accuracy", "emd", "lcc_mean", "srcc_mean", "lcc_std", "srcc_std", "mae_mean", "rmse_mean",
+    "precision", "recall", "roc_auc", "log_loss",
+)
+_CONFUSION = ("true_negatives", "false_positives", "false_negatives", "true_positives")
 
 FLAGS = flags.FLAGS
 
@@ -44,7 +54,19 @@ def evaluate_run(workdir: str, split: str = "test", data_dir: str = "") -> dict:
         config.dataset.data_dir = data_dir
     model, checkpoint = run_dir.restore_model(workdir, config)
     scored, comparison = predictions.compare_with_baseline(model, config, split)
-    result = {"split": split, "checkpoint": checkpoint, **comparison, "published": PUBLISHED}
+    result = {
+        "split": split,
+        "checkpoint": checkpoint,
+        "run": {
+            "workdir": workdir,
+            "dataset": config.dataset.name,
+            "head": config.model.head,
+            "pooling": config.model.pooling,
+            "keep_aspect_ratio": config.input.keep_aspect_ratio,
+        },
+        **comparison,
+        "published": PUBLISHED,
+    }
     out = os.path.join(workdir, EVAL_DIR)
     tf.io.gfile.makedirs(out)
     with tf.io.gfile.GFile(os.path.join(out, METRICS_FILE), "w") as file:
@@ -55,22 +77,48 @@ def evaluate_run(workdir: str, split: str = "test", data_dir: str = "") -> dict:
     return result
 
 
-def report_table(result: dict) -> str:
-    """A Markdown table: this run, the constant baseline, then the published results."""
-    header = "| model | " + " | ".join(_COLUMNS) + " |\n|" + " --- |" * (len(_COLUMNS) + 1) + "\n"
-    rows = [("this run (" + os.path.basename(str(result["checkpoint"])) + ")", result["model"]),
-            ("baseline: training mean distribution", result["baseline"])]
-    rows += [(entry["name"], entry) for entry in result["published"]]
-    lines = [f"| {name} | " + " | ".join(_format(values.get(column)) for column in _COLUMNS) + " |" for name, values in rows]
-    return f"Evaluation on the {result['split']} split\n\n" + header + "\n".join(lines) + "\n"
+def report_table(*results: dict) -> str:
+    """A Markdown table: each run, the constant baseline of each dataset they were scored
+    on, the published results; then the class balance of each of those splits."""
+    header = "| model | " + " | ".join(_COLUMNS) + " | confusion [[TN FP] [FN TP]] |\n|" + " --- |" * (len(_COLUMNS) + 2) + "\n"
+    rows, baselines = [], {}
+    for result in results:
+        run = result["run"]
+        rows.append((
+            f"{os.path.basename(os.path.normpath(run['workdir']))}: {run['head']} head, {run['pooling']} pooling, "
+            f"{'whole photo' if run['keep_aspect_ratio'] else 'square'} ({os.path.basename(str(result['checkpoint']))})",
+            result["model"],
+        ))
+        baselines.setdefault((run["dataset"], result["split"]), result["baseline"])
+    several = len(baselines) > 1
+    for (dataset, split), baseline in baselines.items():
+        rows.append(("baseline: training mean distribution" + (f" ({dataset})" if several else ""), baseline))
+    rows += [(entry["name"], entry) for entry in results[0]["published"]]
+    lines = [f"| {name} | " + " | ".join(_format(values.get(column)) for column in _COLUMNS) + f" | {_confusion(values)} |"
+             for name, values in rows]
+    balance = [
+        f"{dataset} {split} split: {baseline['positive_share']:.0%} of {baseline['num_images']} photos are beautiful "
+        f"(mean score > 5); calling every photo beautiful scores that accuracy and precision, with recall 1."
+        for (dataset, split), baseline in baselines.items()
+    ]
+    splits = sorted({result["split"] for result in results})
+    return f"Evaluation on the {', '.join(splits)} split\n\n" + header + "\n".join(lines) + "\n\n" + "\n".join(balance) + "\n"
 
 
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    result = evaluate_run(FLAGS.workdir, FLAGS.split, FLAGS.data_dir)
-    print(report_table(result))
-    print(f"report, metrics and figures: {os.path.join(FLAGS.workdir, EVAL_DIR)}")
+    workdirs = [FLAGS.workdir] + [workdir for workdir in FLAGS.compare if workdir]
+    results = [evaluate_run(workdir, FLAGS.split, FLAGS.data_dir) for workdir in workdirs]
+    table = report_table(*results)
+    print(table)
+    out = os.path.join(FLAGS.workdir, EVAL_DIR)
+    if len(results) > 1:
+        with tf.io.gfile.GFile(os.path.join(out, COMPARISON_FILE), "w") as file:
+            file.write(table)
+        print(f"comparison: {os.path.join(out, COMPARISON_FILE)}; each run's report, metrics and figures: its {EVAL_DIR}/")
+    else:
+        print(f"report, metrics and figures: {out}")
 
 
 def _format(value) -> str:
@@ -81,9 +129,16 @@ def _format(value) -> str:
     return f"{value:.4f}"
 
 
+def _confusion(values: dict) -> str:
+    if _CONFUSION[0] not in values:
+        return "–"
+    tn, fp, fn, tp = (values[name] for name in _CONFUSION)
+    return f"[[{tn} {fp}] [{fn} {tp}]]"
+
+
 def _write_figures(out: str, scored: predictions.Predictions, config, workdir: str, split: str) -> None:
     true_mean = metrics.mean_score(scored.true_distribution)
-    predicted_mean = metrics.mean_score(scored.predicted_distribution)
+    predicted_mean = scored.predicted_mean
     figures = {
         "scatter.png": plots.scatter(true_mean, predicted_mean),
         "mean_distributions.png": plots.mean_distributions(true_mean, predicted_mean),
@@ -98,7 +153,9 @@ def _write_figures(out: str, scored: predictions.Predictions, config, workdir: s
     history_path = os.path.join(workdir, run_dir.HISTORY_FILE)
     if tf.io.gfile.exists(history_path):
         with tf.io.gfile.GFile(history_path) as file:
-            figures["training_curves.png"] = plots.training_curves(pd.read_csv(file))
+            figures["training_curves.png"] = plots.training_curves(
+                pd.read_csv(file), heads.HEADS[config.model.head].best_metric
+            )
     for name, png in figures.items():
         with tf.io.gfile.GFile(os.path.join(out, name), "wb") as file:
             file.write(png)
@@ -123,6 +180,7 @@ def _define_flags() -> None:
     flags.DEFINE_string("workdir", None, "The trainer.main --workdir to evaluate.", required=True)
     flags.DEFINE_string("split", "test", "Split of the dataset to evaluate on (test is the official list).")
     flags.DEFINE_string("data_dir", "", "Read the dataset from here instead of the run's own data_dir.")
+    flags.DEFINE_list("compare", [], "Other runs' --workdir to evaluate and report beside this one (comma-separated).")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,23 @@ backbone's own preprocessing is inside the model, so the exported model takes th
 
 The random window and flip of an image depend only on (seed, epoch, image id), so a run
 resumed mid-epoch or sharded differently sees the same crops.
+
+Whole photos (`config.input.keep_aspect_ratio`, for spatial pyramid pooling models): no
+crop, so the composition stays; each photo's longer side is resized to `max_side` and its
+shorter side to the nearest multiple of `side_multiple` (`whole_image_size`), and photos
+are batched by that shape (bucketing, `group_by_window`), not padded to a common canvas
+with a mask. Bucketing because: no pixel of a batch is padding, so none of the network's
+work is wasted and batch normalisation's training statistics see only photos (padding
+would enter them, and a padded photo's border features, whatever mask the pooling
+applied); the rounding bounds the shapes to a few (2 * max_side / side_multiple - 1), so
+the train step is traced and XLA-compiled a few times, not once per photo; and it
+stretches a photo by at most half a multiple on its shorter side, against the whole
+aspect ratio a square squash changes. Evaluation keeps every photo (each shape's last
+batch may be short). Training groups an endless stream of the epoch's photos, so every
+batch is full (batch normalisation never sees a batch of one) and a shape's leftovers
+wait for its next batch rather than being dropped; it flips photos at random (a flip keeps
+every composition rule the thirds points express) and skips a resumed epoch's batches,
+counted in that stream, before decoding them.
 """
 
 from __future__ import annotations
@@ -24,6 +41,8 @@ from ava_core import ratings
 
 AUTOTUNE = tf.data.AUTOTUNE
 PIXELS, DISTRIBUTION = "pixels", "distribution"
+_TARGET_SHAPE = "target_shape"  # (height, width) a whole photo is resized to
+_SHAPE_KEY_STRIDE = 1 << 20  # photo sides stay below it, so height * stride + width names a shape
 
 
 def train_dataset(
@@ -42,14 +61,19 @@ def train_dataset(
     records = records.shuffle(config.input.shuffle_buffer, seed=seed, reshuffle_each_iteration=False)
     if config.input.max_images_per_bin:
         records = _undersample(records, -(-config.input.max_images_per_bin // input_context.num_input_pipelines))
+    if keeps_aspect_ratio(config):
+        return _whole_image_training_batches(config, records, input_context, batch_size, seed, skip_batches)
     records = records.skip(skip_batches * batch_size * input_context.num_replicas_in_sync // input_context.num_input_pipelines)
     crop = lambda record: _random_crop(record, config.input.image_size, config.input.crop_fraction, seed)
     return _finish(records.map(crop, num_parallel_calls=AUTOTUNE, deterministic=config.input.deterministic), batch_size)
 
 
 def eval_dataset(config: ml_collections.ConfigDict, split: str, batch_size: int) -> tf.data.Dataset:
-    """Every image of `split` once, in file order, whole and resized; with its image id."""
+    """Every image of `split` once, in file order, whole and resized; with its image id.
+    Whole photos at their aspect ratio come in batches of one shape, in no fixed order."""
     records = eval_records(config, split)
+    if keeps_aspect_ratio(config):
+        return _whole_image_eval_batches(config, records, batch_size)
 
     def resize_whole(record):
         pixels = decode_for_model(record[features.IMAGE], config.input.image_size)
@@ -101,6 +125,41 @@ def decode_for_model(encoded: tf.Tensor, image_size: int) -> tf.Tensor:
     return tf.image.resize(tf.cast(image, tf.float32), [image_size, image_size], antialias=True)
 
 
+def keeps_aspect_ratio(config: ml_collections.ConfigDict) -> bool:
+    """Whether the config feeds whole photos at their own aspect ratio; only a model with
+    spatial pyramid pooling takes their many shapes."""
+    if config.input.keep_aspect_ratio and config.model.pooling != "spp":
+        raise ValueError(
+            "--config.input.keep_aspect_ratio=True feeds photos of many shapes, which only a model with "
+            "--config.model.pooling=spp takes: set that, or keep_aspect_ratio=False to train on square crops"
+        )
+    return bool(config.input.keep_aspect_ratio)
+
+
+def whole_image_size(height: tf.Tensor, width: tf.Tensor, max_side: int, side_multiple: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """(height, width) of a photo resized for a whole-image model: the longer side max_side,
+    the shorter the multiple of side_multiple nearest its aspect ratio (one at least)."""
+    if not 1 <= side_multiple <= max_side:
+        raise ValueError(
+            f"--config.input.side_multiple={side_multiple} must be between 1 and --config.input.max_side={max_side}"
+        )
+    height, width = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
+    short = tf.minimum(height, width) * max_side / tf.maximum(height, width)
+    short = tf.cast(tf.minimum(tf.maximum(1.0, tf.round(short / side_multiple)) * side_multiple, max_side), tf.int32)
+    long = tf.constant(max_side, tf.int32)
+    tall = height >= width
+    return tf.where(tall, long, short), tf.where(tall, short, long)
+
+
+def decode_whole_for_model(encoded: tf.Tensor, max_side: int, side_multiple: int) -> tf.Tensor:
+    """The evaluation transform of one encoded image for a whole-image model: the whole
+    photo resized to `whole_image_size`, 0..255 float32 [height, width, 3]."""
+    image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+    shape = tf.shape(image)
+    height, width = whole_image_size(shape[0], shape[1], max_side, side_multiple)
+    return tf.image.resize(tf.cast(image, tf.float32), tf.stack([height, width]), antialias=True)
+
+
 class DatasetNotBuiltError(FileNotFoundError):
     """The config's dataset is not where it points; the message gives the command that builds it."""
 
@@ -109,7 +168,7 @@ def _builder(config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
     builder = tfds.builder(config.dataset.name, data_dir=config.dataset.data_dir or None)
     if not builder.is_prepared():
         name, _, builder_config = config.dataset.name.partition("/")
-        ava_dir = "" if builder_config == "sample" else " --ava_dir=AVA_DIR"
+        ava_dir = "" if builder.builder_config.num_sample_images else " --ava_dir=AVA_DIR"
         raise DatasetNotBuiltError(
             f"{config.dataset.name} is not built in {builder.data_dir}: build it with `python -m "
             f"beam_pipelines.build --config={builder_config or '256'}{ava_dir} --output_dir={config.dataset.data_dir or '~/tensorflow_datasets'}`"
@@ -165,6 +224,63 @@ def _random_crop(record, image_size: int, crop_fraction: float, seed: int):
     )
     pixels = tf.ensure_shape(pixels, [image_size, image_size, 3])
     return {PIXELS: pixels, DISTRIBUTION: record[features.RATING_DISTRIBUTION]}
+
+
+def _whole_image_training_batches(config, records, input_context, batch_size: int, seed: int, skip_batches: int):
+    """Endless full batches of whole photos of one shape each, from the epoch's photos over
+    and over. The shape comes from the JPEG header, so batches are formed, and a resumed
+    epoch's first ones skipped, before anything is decoded."""
+    max_side, side_multiple = config.input.max_side, config.input.side_multiple
+
+    def with_target_shape(record):
+        shape = tf.image.extract_jpeg_shape(record[features.IMAGE])
+        return {
+            features.IMAGE: record[features.IMAGE],
+            features.IMAGE_ID: record[features.IMAGE_ID],
+            DISTRIBUTION: record[features.RATING_DISTRIBUTION],
+            _TARGET_SHAPE: tf.stack(whole_image_size(shape[0], shape[1], max_side, side_multiple)),
+        }
+
+    def decode(batch):
+        size = batch[_TARGET_SHAPE][0]
+
+        def one(encoded_and_id):
+            encoded, image_id = encoded_and_id
+            image = tf.io.decode_jpeg(encoded, channels=3)
+            image_seed = tf.stack([tf.constant(seed, tf.int64), tf.cast(image_id, tf.int64)])
+            image = tf.image.stateless_random_flip_left_right(image, seed=image_seed)
+            return tf.saturate_cast(tf.round(tf.image.resize(image, size, antialias=True)), tf.uint8)
+
+        pixels = tf.map_fn(
+            one, (batch[features.IMAGE], batch[features.IMAGE_ID]), fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8)
+        )
+        return {PIXELS: pixels, DISTRIBUTION: batch[DISTRIBUTION]}
+
+    shaped = records.repeat().map(with_target_shape, num_parallel_calls=AUTOTUNE)
+    batches = _batch_by_shape(shaped, batch_size, lambda r: r[_TARGET_SHAPE])
+    batches = batches.skip(skip_batches * input_context.num_replicas_in_sync // input_context.num_input_pipelines)
+    batches = batches.map(decode, num_parallel_calls=AUTOTUNE, deterministic=config.input.deterministic)
+    return batches.ignore_errors(log_warning=True).prefetch(AUTOTUNE)
+
+
+def _whole_image_eval_batches(config, records, batch_size: int) -> tf.data.Dataset:
+    def whole(record):
+        pixels = decode_whole_for_model(record[features.IMAGE], config.input.max_side, config.input.side_multiple)
+        return {PIXELS: pixels, DISTRIBUTION: record[features.RATING_DISTRIBUTION], features.IMAGE_ID: record[features.IMAGE_ID]}
+
+    dataset = records.map(whole, num_parallel_calls=AUTOTUNE, deterministic=True).ignore_errors(log_warning=True)
+    return _batch_by_shape(dataset, batch_size, lambda element: tf.shape(element[PIXELS])[:2]).prefetch(AUTOTUNE)
+
+
+def _batch_by_shape(dataset: tf.data.Dataset, batch_size: int, shape_of) -> tf.data.Dataset:
+    """Batches of up to `batch_size` elements whose `shape_of` (height, width) is the same;
+    each shape's last batch holds what is left of it."""
+
+    def key(element):
+        shape = tf.cast(shape_of(element), tf.int64)
+        return shape[0] * _SHAPE_KEY_STRIDE + shape[1]
+
+    return dataset.group_by_window(key, lambda _, window: window.batch(batch_size), window_size=batch_size)
 
 
 def _score_bin(record) -> tf.Tensor:

@@ -7,6 +7,18 @@ the loop is written out, in the manner of tensorflow/models' Orbit: a `Task` say
 step, an epoch's data and a validation are; the loop says when they run and what is saved.
 Where the run stands (phase, epoch, step in the epoch) is checkpointed with the weights,
 so a killed job started again with the same command carries on from its last checkpoint.
+
+Steps run `steps_per_loop` at a time inside one `tf.function` call (a `tf.while_loop`, as
+Orbit's `create_tf_while_loop_fn` and Keras's `steps_per_execution` do), so an accelerator
+is not left idle while the host dispatches each step. The host keeps the step counters
+itself and reads nothing back inside a call; a call returns the loss of each of its steps,
+read only when the loop logs or saves. A call is cut short at the next log step, the next
+checkpoint step and the epoch's end, so logs, checkpoints and the loss check before each
+save fall on the same global steps whatever `steps_per_loop` is, and a resumed run starts
+at the exact step of its checkpoint. Requiring the intervals to be multiples of
+`steps_per_loop` instead would fail every smoke-run override of them and still not align
+with epochs of any length; a short call costs one more dispatch, not a new trace, since
+the number of steps is a tensor argument.
 """
 
 from __future__ import annotations
@@ -48,7 +60,9 @@ class Task(Protocol):
 
     def begin_phase(self, phase: Phase) -> Callable[[Iterator], tf.Tensor]:
         """Readies the model for `phase` (which layers train) and returns its step: one
-        batch from the iterator in, the loss summed over replicas out."""
+        batch from the iterator in, the loss summed over replicas out. The loop calls it
+        inside its own `tf.function` (`multi_step`), so it must be traceable there: no
+        host reads, no Python side effects that should happen every step."""
 
     def train_iterator(self, phase_index: int, epoch: int, first_step: int) -> Iterator:
         """Batches of one epoch from `first_step` on; the same batches however often resumed."""
@@ -66,6 +80,12 @@ class LoopSettings:
     checkpoint_every_steps: int
     keep_checkpoints: int
     best_metric: str  # a key of `Task.validate()`, lower is better
+    steps_per_loop: int = 1  # steps in one tf.function call; calls end at log and checkpoint steps
+
+    def __post_init__(self):
+        for name in ("log_every_steps", "checkpoint_every_steps", "steps_per_loop"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--config.train.{name}={getattr(self, name)}: give a whole number of steps, 1 or more")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,18 +166,20 @@ def run(
     while _read(progress.phase) < len(task.phases):
         phase_index = _read(progress.phase)
         phase = task.phases[phase_index]
-        train_step = task.begin_phase(phase)
+        run_steps = multi_step(task.begin_phase(phase))
         while _read(progress.epoch) < phase.epochs:
-            epoch, first_step = _read(progress.epoch), _read(progress.step)
+            epoch, first_step, global_step = _read(progress.epoch), _read(progress.step), _read(progress.global_step)
             iterator = task.train_iterator(phase_index, epoch, first_step)
             losses = _LossLog(phase, epoch)
             started = time.perf_counter()
-            for step in range(first_step, task.steps_per_epoch):
-                losses.add(_read(progress.global_step) + 1, train_step(iterator))
-                progress.step.assign(step + 1)
-                progress.global_step.assign_add(1)
-                global_step = _read(progress.global_step)
-                if global_step % settings.log_every_steps == 0 or step + 1 == task.steps_per_epoch:
+            step = first_step
+            while step < task.steps_per_epoch:
+                num_steps = steps_in_call(global_step, task.steps_per_epoch - step, settings)
+                losses.add(global_step + 1, run_steps(iterator, tf.constant(num_steps, tf.int32)))
+                step, global_step = step + num_steps, global_step + num_steps
+                progress.step.assign(step)
+                progress.global_step.assign(global_step)
+                if global_step % settings.log_every_steps == 0 or step == task.steps_per_epoch:
                     loss = losses.check()
                     for action in actions:
                         action.on_log(global_step, loss, task.learning_rate(phase))
@@ -207,6 +229,28 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     return strategy.extended.should_checkpoint
 
 
+def multi_step(step: Callable[[Iterator], tf.Tensor]) -> Callable[[Iterator, tf.Tensor], tf.Tensor]:
+    """`step` run `num_steps` times in one `tf.function` call: (iterator, int32 scalar) in,
+    the loss of each step out ([num_steps], float64, which holds a float16, float32 or
+    float64 loss exactly, so no finite loss becomes infinite on the way)."""
+
+    @tf.function
+    def run_steps(iterator, num_steps):
+        losses = tf.TensorArray(tf.float64, size=num_steps)
+        for index in tf.range(num_steps):
+            losses = losses.write(index, tf.cast(step(iterator), tf.float64))
+        return losses.stack()
+
+    return run_steps
+
+
+def steps_in_call(global_step: int, steps_left_in_epoch: int, settings: LoopSettings) -> int:
+    """How many steps the next call runs from `global_step`: `steps_per_loop`, cut short so
+    that it ends at the next log step, checkpoint step or the epoch's end, if sooner."""
+    until = lambda every: every - global_step % every
+    return min(settings.steps_per_loop, until(settings.log_every_steps), until(settings.checkpoint_every_steps), steps_left_in_epoch)
+
+
 class _LossLog:
     """The step losses of an epoch, read back from the device only when checked."""
 
@@ -215,21 +259,24 @@ class _LossLog:
         self._pending: list[tuple[int, tf.Tensor]] = []
         self._values: list[float] = []
 
-    def add(self, global_step: int, loss: tf.Tensor) -> None:
-        self._pending.append((global_step, loss))
+    def add(self, first_global_step: int, losses: tf.Tensor) -> None:
+        """`losses`: those of one call's steps, the first of them at `first_global_step`."""
+        self._pending.append((first_global_step, losses))
 
     def check(self) -> float:
         """The latest loss; raises if any loss since the last check is not finite."""
-        for global_step, loss in self._pending:
-            value = float(loss.numpy())
-            if not math.isfinite(value):
+        for first_global_step, losses in self._pending:
+            values = losses.numpy()
+            non_finite = np.flatnonzero(~np.isfinite(values))
+            if non_finite.size:
+                value, global_step = values[non_finite[0]], first_global_step + int(non_finite[0])
                 raise NonFiniteLossError(
                     f"the loss became {value} at global step {global_step} ({self._phase.name} phase, "
                     f"epoch {self._epoch + 1}); nothing after the last checkpoint was saved. Lower the "
                     f"learning rate of this phase (--config.{self._phase.name}.learning_rate) or turn off "
                     "mixed precision, then run again."
                 )
-            self._values.append(value)
+            self._values.extend(values.tolist())
         self._pending = []
         return self._values[-1] if self._values else math.nan
 

@@ -15,7 +15,7 @@ from ml_collections import config_flags
 
 import configs
 from configs import nima_mobilenet
-from trainer import input_pipeline, strategies, train
+from trainer import actions, input_pipeline, strategies, train
 
 
 def _config_help() -> str:
@@ -48,12 +48,10 @@ def main(argv: list[str]) -> None:
         result = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, strategy)
     except input_pipeline.DatasetNotBuiltError as error:
         raise SystemExit(f"error: {error}") from None
-    model, baseline = result["model"], result["baseline"]
     print(
-        f"{result['split']} split ({model['num_images']} images)\n"
-        f"{'':10s} {'EMD':>7s} {'accuracy':>9s} {'LCC':>6s} {'SRCC':>6s}\n"
-        f"{'model':10s} {model['emd']:7.4f} {model['accuracy']:9.3f} {model['lcc_mean']:6.3f} {model['srcc_mean']:6.3f}\n"
-        f"{'baseline':10s} {baseline['emd']:7.4f} {baseline['accuracy']:9.3f} {baseline['lcc_mean']:6.3f} {baseline['srcc_mean']:6.3f}"
+        f"{result['split']} split ({result['model']['num_images']} images)\n"
+        f"model ({_CONFIG.value.model.head} head): {actions.headline(result['model'])}\n"
+        f"baseline (training mean distribution): {actions.headline(result['baseline'])}"
     )
 
 

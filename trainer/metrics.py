@@ -1,4 +1,5 @@
-"""The Earth Mover's Distance and the AVA metrics: the one place they are defined.
+"""The Earth Mover's Distance and the AVA metrics, classification ones included: the one
+place they are defined.
 
 The EMD is a TensorFlow function because it is the training loss; the evaluation
 metrics work on NumPy arrays gathered over a whole split, since correlations are not
@@ -12,6 +13,8 @@ import tensorflow as tf
 from scipy import stats as scipy_stats
 
 from ava_core import ratings
+
+_PROBABILITY_EPSILON = 1e-7  # keras.config.epsilon(), the clip of Keras's binary cross-entropy
 
 
 def emd(y_true: tf.Tensor, y_pred: tf.Tensor, r: float = 2.0) -> tf.Tensor:
@@ -66,20 +69,86 @@ def correlation(x, y, kind: str) -> float:
 
 
 def evaluate_distributions(true_distribution, predicted_distribution) -> dict[str, float]:
-    """Every figure the project reports for one split, from the two [N, NUM_BINS] arrays."""
-    true_distribution = np.asarray(true_distribution, dtype=np.float64)
+    """`evaluate_predictions` of a predicted distribution [N, NUM_BINS] (and its mean)."""
     predicted_distribution = np.asarray(predicted_distribution, dtype=np.float64)
-    true_mean, predicted_mean = mean_score(true_distribution), mean_score(predicted_distribution)
-    true_std, predicted_std = std_score(true_distribution), std_score(predicted_distribution)
-    error = predicted_mean - true_mean
-    return {
+    return evaluate_predictions(true_distribution, mean_score(predicted_distribution), predicted_distribution)
+
+
+def evaluate_predictions(
+    true_distribution, predicted_mean, predicted_distribution=None, probability_beautiful=None
+) -> dict[str, float]:
+    """Every figure the project reports for one split that the predictions allow.
+
+    Always: accuracy at 5, LCC and SRCC of the mean, and the classification of "beautiful"
+    photos (true mean score above 5): precision and recall of the prediction (predicted
+    mean above 5), ROC AUC of the score (probability_beautiful where given, else the
+    predicted mean), the confusion matrix, and the share of positives, which is the
+    accuracy of calling every photo beautiful (AVA's classes are about 7:3).
+    With a predicted distribution [N, NUM_BINS]: the EMD, and LCC and SRCC of the std.
+    With probability_beautiful [N] (the binary head, whose mean is a ranking score and no
+    estimate of the mean vote): its log loss, and no MAE or RMSE of the mean.
+    """
+    true_distribution = np.asarray(true_distribution, dtype=np.float64)
+    predicted_mean = np.asarray(predicted_mean, dtype=np.float64)
+    true_mean = mean_score(true_distribution)
+    result = {
         "num_images": int(true_distribution.shape[0]),
-        "emd": float(np.mean(emd(true_distribution, predicted_distribution).numpy())),
         "accuracy": binary_accuracy(true_mean, predicted_mean),
         "lcc_mean": correlation(predicted_mean, true_mean, "lcc"),
         "srcc_mean": correlation(predicted_mean, true_mean, "srcc"),
-        "lcc_std": correlation(predicted_std, true_std, "lcc"),
-        "srcc_std": correlation(predicted_std, true_std, "srcc"),
-        "mae_mean": float(np.mean(np.abs(error))),
-        "rmse_mean": float(np.sqrt(np.mean(error**2))),
     }
+    if predicted_distribution is not None:
+        predicted_distribution = np.asarray(predicted_distribution, dtype=np.float64)
+        true_std, predicted_std = std_score(true_distribution), std_score(predicted_distribution)
+        result["emd"] = float(np.mean(emd(true_distribution, predicted_distribution).numpy()))
+        result["lcc_std"] = correlation(predicted_std, true_std, "lcc")
+        result["srcc_std"] = correlation(predicted_std, true_std, "srcc")
+    beautiful = true_mean > ratings.GOOD_PHOTO_THRESHOLD
+    if probability_beautiful is None:
+        error = predicted_mean - true_mean
+        result["mae_mean"] = float(np.mean(np.abs(error)))
+        result["rmse_mean"] = float(np.sqrt(np.mean(error**2)))
+        score = predicted_mean
+    else:
+        score = np.asarray(probability_beautiful, dtype=np.float64)
+        result["log_loss"] = log_loss(beautiful, score)
+    return {**result, **classification(beautiful, predicted_mean > ratings.GOOD_PHOTO_THRESHOLD, score)}
+
+
+def classification(true_positive, predicted_positive, score) -> dict[str, float]:
+    """Precision, recall, ROC AUC of `score`, the confusion matrix and the share of positives.
+
+    Precision (recall) is 0 when nothing is predicted (is) positive. ROC AUC is the chance
+    that a random positive scores above a random negative, ties counting half (the
+    Mann-Whitney statistic); NaN when the split holds only one class.
+    """
+    true_positive = np.asarray(true_positive, dtype=bool)
+    predicted_positive = np.asarray(predicted_positive, dtype=bool)
+    tp = int(np.sum(true_positive & predicted_positive))
+    fp = int(np.sum(~true_positive & predicted_positive))
+    fn = int(np.sum(true_positive & ~predicted_positive))
+    tn = int(np.sum(~true_positive & ~predicted_positive))
+    positives, negatives = tp + fn, tn + fp
+    if positives and negatives:
+        ranks = scipy_stats.rankdata(np.asarray(score, dtype=np.float64))
+        roc_auc = (ranks[true_positive].sum() - positives * (positives + 1) / 2) / (positives * negatives)
+    else:
+        roc_auc = np.nan
+    return {
+        "positive_share": positives / max(positives + negatives, 1),
+        "precision": tp / (tp + fp) if tp + fp else 0.0,
+        "recall": tp / positives if positives else 0.0,
+        "roc_auc": float(roc_auc),
+        "true_negatives": tn,
+        "false_positives": fp,
+        "false_negatives": fn,
+        "true_positives": tp,
+    }
+
+
+def log_loss(true_positive, probability) -> float:
+    """Mean binary cross-entropy, probabilities clipped as Keras's loss clips them, so that
+    the validation figure is the binary head's training loss."""
+    probability = np.clip(np.asarray(probability, dtype=np.float64), _PROBABILITY_EPSILON, 1 - _PROBABILITY_EPSILON)
+    true_positive = np.asarray(true_positive, dtype=np.float64)
+    return float(-np.mean(true_positive * np.log(probability) + (1 - true_positive) * np.log(1 - probability)))

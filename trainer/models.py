@@ -1,9 +1,14 @@
-"""NIMA models: a Keras applications backbone with its top replaced by Dropout + Dense(10, softmax).
+"""NIMA models: a Keras applications backbone, pooled, then Dropout and a head (`heads`).
 
 Backbones are looked up by name (`config.model.backbone`), so an experiment changes a
 string, not the trainer. The model takes RGB pixels in 0..255 and applies its backbone's
 own preprocessing inside the graph: training, evaluation, export and serving all feed
 the same kind of tensor.
+
+Pooling (`config.model.pooling`): `avg`, global average pooling over a square input, or
+`spp`, spatial pyramid pooling (the 004 write-up, after He et al. 2014), whose output
+size does not depend on the feature map's: the model then takes photos of any height and
+width, so that the whole photo can be seen at its own aspect ratio.
 """
 
 from __future__ import annotations
@@ -14,10 +19,11 @@ from typing import Callable
 
 import keras
 import ml_collections
+import tensorflow as tf
 
-from ava_core import ratings
+from trainer import heads
 
-HEAD_NAME = "nima_head"
+POOLINGS = ("avg", "spp")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +52,8 @@ BACKBONES: dict[str, Backbone] = {
 def build_model(model_config: ml_collections.ConfigDict, image_size: int) -> tuple[keras.Model, keras.Model]:
     """Returns (nima_model, backbone); the backbone is frozen and unfrozen per phase.
 
+    image_size: the side of the square input of an `avg` model; an `spp` model takes any
+    height and width and does not use it.
     `model_config.weights`: "imagenet" (Keras downloads them), a path to a weights file
     of the headless backbone (for machines without network), or "none".
     """
@@ -53,6 +61,10 @@ def build_model(model_config: ml_collections.ConfigDict, image_size: int) -> tup
         raise ValueError(
             f"--config.model.backbone={model_config.backbone!r} is unknown; choose one of {sorted(BACKBONES)}"
         )
+    if model_config.pooling not in POOLINGS:
+        raise ValueError(f"--config.model.pooling={model_config.pooling!r} is unknown; choose one of {', '.join(POOLINGS)}")
+    pyramid = model_config.pooling == "spp"
+    input_shape = (None, None, 3) if pyramid else (image_size, image_size, 3)
     spec = BACKBONES[model_config.backbone]
     weights = model_config.weights
     from_file = weights not in ("imagenet", "none", "", None)
@@ -63,8 +75,8 @@ def build_model(model_config: ml_collections.ConfigDict, image_size: int) -> tup
     kwargs = dict(
         include_top=False,
         weights="imagenet" if weights == "imagenet" else None,
-        input_shape=(image_size, image_size, 3),
-        pooling="avg",
+        input_shape=input_shape,
+        pooling=None if pyramid else "avg",
     )
     if spec.takes_alpha:
         kwargs["alpha"] = model_config.alpha
@@ -78,10 +90,60 @@ def build_model(model_config: ml_collections.ConfigDict, image_size: int) -> tup
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.momentum = model_config.batchnorm_momentum
 
-    pixels = keras.Input(shape=(image_size, image_size, 3), name="pixels")
+    pixels = keras.Input(shape=input_shape, name="pixels")
     x = spec.preprocessing()(pixels) if spec.preprocessing else pixels
     x = backbone(x)
+    if pyramid:
+        pyramid_pooling = SpatialPyramidPooling(tuple(model_config.spp_levels), name="spatial_pyramid_pooling")
+        x = pyramid_pooling(x)
+        # Adam moves every weight by about the learning rate whatever its gradient, so a head
+        # over 21 cells' features would move its output 21 times as fast as one over an
+        # average-pooled vector, and a network learning from scratch diverges at first. The
+        # head sees the cells' maxima divided by their number: the same functions, the pace
+        # of the average-pooled model.
+        x = keras.layers.Rescaling(1.0 / pyramid_pooling.num_cells, name="per_cell")(x)
     x = keras.layers.Dropout(model_config.dropout, name="dropout")(x)
-    # float32 even under mixed precision: a float16 softmax loses the small bins.
-    distribution = keras.layers.Dense(ratings.NUM_BINS, activation="softmax", dtype="float32", name=HEAD_NAME)(x)
-    return keras.Model(pixels, distribution, name=f"nima_{model_config.backbone}"), backbone
+    output = heads.build(model_config)(x)
+    return keras.Model(pixels, output, name=f"nima_{model_config.backbone}"), backbone
+
+
+@keras.saving.register_keras_serializable(package="ava_nima")
+class SpatialPyramidPooling(keras.layers.Layer):
+    """[N, H, W, C] -> [N, C * sum(L * L)]: for each level L, the maximum over each cell of
+    an L x L grid laid over the feature map, level after level, cells row by row, channels
+    innermost.
+
+    Cell i of L spans rows floor(i * H / L) to ceil((i + 1) * H / L) (end excluded), and
+    the same for columns: the cells cover the map, neighbours share a row where L does not
+    divide H, and no cell is empty, even on a map smaller than the grid (its cells then
+    repeat rows). Inputs are never padded (the input pipeline batches photos of one shape),
+    so every cell holds only the photo's own features.
+    """
+
+    def __init__(self, levels: tuple[int, ...] = (1, 2, 4), **kwargs):
+        super().__init__(**kwargs)
+        if not levels or any(int(level) < 1 for level in levels):
+            raise ValueError(f"--config.model.spp_levels={levels!r}: give grid sides of at least 1, e.g. (1, 2, 4)")
+        self.levels = tuple(int(level) for level in levels)
+
+    def call(self, features):
+        shape = tf.shape(features)
+        height, width = shape[1], shape[2]
+        cells = []
+        for level in self.levels:
+            for row in range(level):
+                top, bottom = (row * height) // level, -((-(row + 1) * height) // level)
+                for column in range(level):
+                    left, right = (column * width) // level, -((-(column + 1) * width) // level)
+                    cells.append(tf.reduce_max(features[:, top:bottom, left:right, :], axis=[1, 2]))
+        return tf.concat(cells, axis=-1)
+
+    @property
+    def num_cells(self) -> int:
+        return sum(level * level for level in self.levels)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[-1] * self.num_cells)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "levels": self.levels}

@@ -74,10 +74,11 @@ def error_by_bucket(true_mean: np.ndarray, predicted_mean: np.ndarray) -> bytes:
     return _png(figure)
 
 
-def training_curves(history: pd.DataFrame) -> bytes:
+def training_curves(history: pd.DataFrame, validation_loss: str) -> bytes:
+    """The training loss and the validation metric `validation_loss` (the head's), the ranking figures beside."""
     figure, (loss_axis, rank_axis) = plt.subplots(1, 2, figsize=(11, 4))
-    loss_axis.plot(history["global_step"], history["train_loss"], "o-", label="training EMD loss")
-    loss_axis.plot(history["global_step"], history["val_emd"], "o-", label="validation EMD")
+    loss_axis.plot(history["global_step"], history["train_loss"], "o-", label="training loss")
+    loss_axis.plot(history["global_step"], history[f"val_{validation_loss}"], "o-", label=f"validation {validation_loss}")
     rank_axis.plot(history["global_step"], history["val_srcc_mean"], "o-", label="validation SRCC")
     rank_axis.plot(history["global_step"], history["val_lcc_mean"], "o-", label="validation LCC")
     rank_axis.plot(history["global_step"], history["val_accuracy"], "o-", label="validation accuracy")

@@ -1,4 +1,4 @@
-"""A model's predicted vote distributions for a whole split, and the constant baseline's."""
+"""A model's predictions for a whole split, and the constant baseline's."""
 
 from __future__ import annotations
 
@@ -10,32 +10,60 @@ import numpy as np
 import tensorflow as tf
 
 from ava_tfds.ava import features
-from trainer import input_pipeline, metrics
+from trainer import heads, input_pipeline, metrics
 
 
 @dataclasses.dataclass(frozen=True)
 class Predictions:
     image_ids: np.ndarray  # [N]
     true_distribution: np.ndarray  # [N, NUM_BINS]
-    predicted_distribution: np.ndarray  # [N, NUM_BINS]
+    outputs: dict[str, np.ndarray]  # the head's outputs by name (heads.MEAN, ...), float64
+
+    @property
+    def predicted_mean(self) -> np.ndarray:
+        return self.outputs[heads.MEAN]
+
+    @property
+    def predicted_distribution(self) -> np.ndarray:
+        """[N, NUM_BINS]; only a distribution head has one."""
+        return self.outputs[heads.DISTRIBUTION]
 
 
 def predict_split(model: keras.Model, config: ml_collections.ConfigDict, split: str) -> Predictions:
-    """The model's distribution for every image of `split` (whole image, resized)."""
-    predict = tf.function(lambda pixels: model(pixels, training=False))
-    ids, true, predicted = [], [], []
+    """The model's head outputs for every image of `split` (whole image, as the config feeds it)."""
+    head = heads.of(model)
+    # Any batch size and, for whole photos, any shape: one trace.
+    predict = tf.function(
+        lambda pixels: head.outputs(model(pixels, training=False)),
+        input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)],
+    )
+    ids, true, outputs = [], [], []
     for batch in input_pipeline.eval_dataset(config, split, config.train.eval_batch_size):
         ids.append(batch[features.IMAGE_ID].numpy())
         true.append(batch[input_pipeline.DISTRIBUTION].numpy())
-        predicted.append(predict(batch[input_pipeline.PIXELS]).numpy())
+        outputs.append({name: value.numpy() for name, value in predict(batch[input_pipeline.PIXELS]).items()})
     if not ids:
         raise ValueError(f"split {split!r} of {config.dataset.name} has no images to evaluate")
-    return Predictions(np.concatenate(ids), np.concatenate(true), np.concatenate(predicted).astype(np.float64))
+    return Predictions(
+        np.concatenate(ids),
+        np.concatenate(true),
+        {name: np.concatenate([batch[name] for batch in outputs]).astype(np.float64) for name in outputs[0]},
+    )
 
 
 def evaluate_model(model: keras.Model, config: ml_collections.ConfigDict, split: str) -> dict[str, float]:
     scored = predict_split(model, config, split)
-    return metrics.evaluate_distributions(scored.true_distribution, scored.predicted_distribution)
+    return evaluate_outputs(scored.true_distribution, scored.outputs)
+
+
+def evaluate_outputs(true_distribution: np.ndarray, outputs: dict[str, np.ndarray]) -> dict[str, float]:
+    """The metrics that a head's outputs allow (`metrics.evaluate_predictions`)."""
+    return metrics.evaluate_predictions(
+        true_distribution,
+        outputs[heads.MEAN],
+        predicted_distribution=outputs.get(heads.DISTRIBUTION),
+        probability_beautiful=outputs.get(heads.PROBABILITY_BEAUTIFUL),
+    )
 
 
 def compare_with_baseline(model: keras.Model, config: ml_collections.ConfigDict, split: str) -> tuple[Predictions, dict]:
@@ -44,6 +72,6 @@ def compare_with_baseline(model: keras.Model, config: ml_collections.ConfigDict,
     scored = predict_split(model, config, split)
     baseline = np.broadcast_to(input_pipeline.training_distribution(config).numpy(), scored.true_distribution.shape)
     return scored, {
-        "model": metrics.evaluate_distributions(scored.true_distribution, scored.predicted_distribution),
+        "model": evaluate_outputs(scored.true_distribution, scored.outputs),
         "baseline": metrics.evaluate_distributions(scored.true_distribution, baseline),
     }

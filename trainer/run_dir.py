@@ -34,7 +34,7 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
 
 
 def restore_model(workdir: str, config: ml_collections.ConfigDict) -> tuple[keras.Model, str]:
-    """The model with the run's best weights (lowest validation EMD), else its latest ones."""
+    """The model with the run's best weights (by its head's validation metric), else its latest ones."""
     checkpoint = loop.best_checkpoint(workdir)
     if not checkpoint:
         raise FileNotFoundError(f"{workdir} holds no checkpoint yet: train first (python -m trainer.main ...)")

@@ -1,4 +1,4 @@
-"""The NIMA task for the loop in `loop.py`: the model, an optimizer per phase, the EMD step,
+"""The NIMA task for the loop in `loop.py`: the model, an optimizer per phase, the step of its head's loss,
 each epoch's batches and the validation.
 
 Two phases, as the paper trains: the head alone with the backbone frozen, then every layer
@@ -13,7 +13,7 @@ import keras
 import ml_collections
 import tensorflow as tf
 
-from trainer import input_pipeline, loop, metrics, models, predictions
+from trainer import heads, input_pipeline, loop, models, predictions
 
 HEAD, FINETUNE = "head", "finetune"
 PHASE_NAMES = (HEAD, FINETUNE)
@@ -84,8 +84,7 @@ def make_train_step(model, optimizer, strategy, global_batch: int, jit_compile: 
     def loss_and_gradients(batch):
         with tf.GradientTape() as tape:
             predicted = model(tf.cast(batch[input_pipeline.PIXELS], tf.float32), training=True)
-            per_image = metrics.emd(batch[input_pipeline.DISTRIBUTION], predicted)
-            loss = tf.nn.compute_average_loss(per_image, global_batch_size=global_batch)
+            loss = heads.training_loss(model, batch[input_pipeline.DISTRIBUTION], predicted, global_batch)
             scaled = optimizer.scale_loss(loss)
         return loss, tape.gradient(scaled, variables)
 

@@ -14,7 +14,7 @@ import ml_collections
 import tensorflow as tf
 from absl import logging
 
-from trainer import actions, loop, predictions, run_dir, task
+from trainer import actions, heads, loop, predictions, run_dir, task
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, strategy: tf.distribute.Strategy) -> dict:
@@ -39,18 +39,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, strategy
             actions.TensorBoard(os.path.join(workdir, run_dir.TENSORBOARD_DIR)),
             actions.History(os.path.join(workdir, run_dir.HISTORY_FILE)),
         ]
-    settings = loop.LoopSettings(
-        log_every_steps=config.train.log_every_steps,
-        checkpoint_every_steps=config.train.checkpoint_every_steps,
-        keep_checkpoints=config.train.keep_checkpoints,
-        best_metric="emd",
-    )
-    best = loop.run(nima, workdir, strategy, settings, run_actions)
+    best = loop.run(nima, workdir, strategy, loop_settings(config), run_actions)
     result = _test_metrics(nima.model, best, config)
     if chief:
         with tf.io.gfile.GFile(os.path.join(workdir, run_dir.METRICS_FILE), "w") as file:
             json.dump(result, file, indent=2, sort_keys=True)
     return result
+
+
+def loop_settings(config: ml_collections.ConfigDict) -> loop.LoopSettings:
+    """How the loop runs the config's training: what `trainer.main` and the benchmarks use."""
+    return loop.LoopSettings(
+        log_every_steps=config.train.log_every_steps,
+        checkpoint_every_steps=config.train.checkpoint_every_steps,
+        keep_checkpoints=config.train.keep_checkpoints,
+        best_metric=heads.HEADS[config.model.head].best_metric,
+        steps_per_loop=config.train.steps_per_loop,
+    )
 
 
 def _test_metrics(model: keras.Model, checkpoint: str | None, config: ml_collections.ConfigDict) -> dict:
@@ -59,14 +64,9 @@ def _test_metrics(model: keras.Model, checkpoint: str | None, config: ml_collect
     split = config.dataset.test_split
     _, result = predictions.compare_with_baseline(model, config, split)
     logging.info(
-        "%s split, best checkpoint: EMD %.4f, accuracy %.3f, SRCC %.3f | baseline (training mean distribution): "
-        "EMD %.4f, accuracy %.3f, SRCC %.3f",
+        "%s split, best checkpoint: %s | baseline (training mean distribution): %s",
         split,
-        result["model"]["emd"],
-        result["model"]["accuracy"],
-        result["model"]["srcc_mean"],
-        result["baseline"]["emd"],
-        result["baseline"]["accuracy"],
-        result["baseline"]["srcc_mean"],
+        actions.headline(result["model"]),
+        actions.headline(result["baseline"]),
     )
     return {"split": split, "checkpoint": checkpoint, **result}

@@ -38,11 +38,14 @@ class AvaConfig(tfds.core.BuilderConfig):
 
     num_sample_images: when set, the config builds from a synthetic AVA-format sample of
     this many photos generated on the fly instead of a manual download.
+    sample_framed: the sample's variant of wide and tall frames whose subject's proportions
+    count (`ava_core.sample`), for whole-image models.
     """
 
     resize_to: Optional[tuple[int, int]] = (256, 256)
     jpeg_quality: int = images.DEFAULT_JPEG_QUALITY
     num_sample_images: Optional[int] = None
+    sample_framed: bool = False
 
 
 class Builder(tfds.core.dataset_builder.FileReaderBuilder):
@@ -62,6 +65,16 @@ class Builder(tfds.core.dataset_builder.FileReaderBuilder):
             description="A synthetic AVA-format sample (256x256) generated on the fly; needs no download.",
             num_sample_images=400,
         ),
+        AvaConfig(
+            name="sample_full",
+            description=(
+                "The sample's counterpart of `full`: synthetic wide and tall photos at their own size, "
+                "whose votes reward what squashing to a square distorts; needs no download."
+            ),
+            resize_to=None,
+            num_sample_images=400,
+            sample_framed=True,
+        ),
     ]
     DEFAULT_CONFIG_NAME = "256"
     MANUAL_DOWNLOAD_INSTRUCTIONS = f"""
@@ -76,7 +89,7 @@ class Builder(tfds.core.dataset_builder.FileReaderBuilder):
       <manual_dir>/{ava_index.IMAGES_DIR}/<image_id>.jpg     the photos (missing or corrupt ones are expected:
                                                  they are listed in rejected.jsonl, not fatal)
 
-    The `sample` config needs none of this.
+    The `sample` and `sample_full` configs need none of this.
     """
 
     def _info(self) -> tfds.core.DatasetInfo:
@@ -147,9 +160,14 @@ class Builder(tfds.core.dataset_builder.FileReaderBuilder):
         if self.builder_config.num_sample_images:
             from ava_core import sample
 
-            sample_dir = dl_manager.download_dir / f"synthetic_ava_{self.builder_config.num_sample_images}"
+            framed = self.builder_config.sample_framed
+            sample_dir = dl_manager.download_dir / (
+                f"synthetic_ava_{self.builder_config.num_sample_images}" + ("_framed" if framed else "")
+            )
             if not (sample_dir / ava_index.AVA_INDEX_FILE).exists():
-                sample.write_sample(os.fspath(sample_dir), self.builder_config.num_sample_images, seed=SAMPLE_SEED)
+                sample.write_sample(
+                    os.fspath(sample_dir), self.builder_config.num_sample_images, seed=SAMPLE_SEED, framed=framed
+                )
             return sample_dir
         ava_dir = dl_manager.manual_dir
         missing = [name for name in _REQUIRED_FILES if not (ava_dir / name).exists()]
