@@ -36,7 +36,14 @@ SCORE_HALF_RANGE = (ratings.MAX_SCORE - ratings.MIN_SCORE) / 2
 
 
 class Head(keras.layers.Layer):
-    """A Dense layer of `units` with `activation`, plus what training and scoring need of it."""
+    """A Dense layer of `units` with `activation`, plus what training and scoring need of it.
+
+    Its weights start at zero, so its first output is its bias, which the first phase
+    (backbone frozen) fits to the votes' average. Random weights would meet the backbone's
+    features only once the second phase unfreezes them, and from random backbone weights
+    those features are noise: the head's output would jump far from its target (a tanh
+    regression to many times its loss) and the network would spend the phase undoing it.
+    """
 
     units: int
     activation: str
@@ -49,6 +56,7 @@ class Head(keras.layers.Layer):
         self.dense = keras.layers.Dense(
             self.units,
             activation=self.activation,
+            kernel_initializer="zeros",
             kernel_regularizer=keras.regularizers.L2(l2) if l2 else None,
             dtype=self.dtype_policy,
             name="dense",
