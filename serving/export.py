@@ -1,7 +1,9 @@
 """Exports a trained run for serving: `python -m serving.export --workdir=DIR --export_dir=OUT [--tflite=KIND]`.
 
 OUT is a SavedModel with two signatures (names in `serving.signature`), both returning
-`distribution` [N, 10], `mean` [N] and `std` [N]:
+what the model's head reports (`trainer.heads`): `mean` [N] always, the score;
+`distribution` [N, 10] and `std` [N] from the distribution head; `probability_beautiful`
+[N] from the binary head:
 
 - `serving_default` takes a batch of encoded files (string tensor: JPEG, PNG, GIF, BMP or
   WebP bytes, any size). Decoding, EXIF orientation, transparency on white and the
@@ -12,6 +14,11 @@ OUT is a SavedModel with two signatures (names in `serving.signature`), both ret
   Pillow reads, ICC profiles applied. `serving.predict` feeds it `ava_core.images.decode`,
   the build's own normalisation. The pixels come sized because a batch must share one
   size anyway, and one resize (the client's) is one blur, not two.
+
+A model with pyramid pooling trained on whole photos (`configs/nima_spp.py`) takes them
+the same way here: the bytes signature turns each photo upright and resizes it as the
+evaluation does, its longer side to `max_side` (`input_pipeline.whole_image_size`), and
+scores it alone; its pixel signature takes [N, H, W, 3] of any one shape.
 
 `OUT/assets.extra/` (ignored by TF Serving) holds the Keras model for further fine-tuning,
 `export_info.json` (source checkpoint, input size, config, TFLite files) and, with
@@ -34,7 +41,7 @@ from absl import app, flags, logging
 
 from ava_core import ratings
 from serving import graph_decode, signature
-from trainer import metrics, run_dir
+from trainer import heads, input_pipeline, run_dir
 
 EXTRA_DIR = "assets.extra"
 KERAS_FILE = "nima.keras"
@@ -48,7 +55,24 @@ TFLITE_MEAN_TOLERANCE = {"float32": 1e-4, "float16": 0.01, "dynamic_int8": 0.05}
 FLAGS = flags.FLAGS
 
 
-def export(model: keras.Model, image_size: int, export_dir: str, info: dict, tflite: tuple[str, ...] = ()) -> None:
+def export(
+    model: keras.Model,
+    image_size: int,
+    export_dir: str,
+    info: dict,
+    tflite: tuple[str, ...] = (),
+    whole_image: tuple[int, int] | None = None,
+) -> None:
+    """whole_image: (max_side, side_multiple) of a model that takes whole photos at their
+    aspect ratio (`input_pipeline.keeps_aspect_ratio`); its bytes signature resizes each
+    photo as the evaluation does and scores it alone (photos of a batch differ in shape),
+    and its pixel signature takes a batch of any one shape."""
+    if whole_image and tflite:
+        raise ValueError(
+            "--tflite converts a square model's pixel signature; this model takes whole photos of any shape "
+            "(--config.input.keep_aspect_ratio): export it without --tflite"
+        )
+
     def serve_images(images: tf.Tensor) -> dict[str, tf.Tensor]:
         pixels = tf.map_fn(
             lambda encoded: graph_decode.decode_for_model(encoded, image_size),
@@ -56,6 +80,23 @@ def export(model: keras.Model, image_size: int, export_dir: str, info: dict, tfl
             fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.float32),
         )
         return outputs(model, pixels)
+
+    pixels_shape = [None, image_size, image_size, 3]
+    if whole_image:
+        max_side, side_multiple = whole_image
+        one_photo = {
+            name: tf.TensorSpec(value.shape[1:], value.dtype)
+            for name, value in outputs(model, tf.zeros([1, max_side, max_side, 3])).items()
+        }
+
+        def serve_images(images: tf.Tensor) -> dict[str, tf.Tensor]:
+            def score_one(encoded):
+                pixels = graph_decode.decode_whole_for_model(encoded, max_side, side_multiple)
+                return {name: value[0] for name, value in outputs(model, pixels[None]).items()}
+
+            return tf.map_fn(score_one, images, fn_output_signature=one_photo)
+
+        pixels_shape = [None, None, None, 3]
 
     def serve_pixels(pixels: tf.Tensor) -> dict[str, tf.Tensor]:
         return outputs(model, tf.cast(pixels, tf.float32))
@@ -68,7 +109,7 @@ def export(model: keras.Model, image_size: int, export_dir: str, info: dict, tfl
     archive.add_endpoint(
         name=signature.PIXELS_SIGNATURE,
         fn=serve_pixels,
-        input_signature=[tf.TensorSpec([None, image_size, image_size, 3], tf.uint8, name=signature.PIXELS)],
+        input_signature=[tf.TensorSpec(pixels_shape, tf.uint8, name=signature.PIXELS)],
     )
     archive.write_out(export_dir, verbose=False)
     extra = os.path.join(export_dir, EXTRA_DIR)
@@ -82,16 +123,23 @@ def export(model: keras.Model, image_size: int, export_dir: str, info: dict, tfl
     }
     with tf.io.gfile.GFile(os.path.join(extra, INFO_FILE), "w") as file:
         json.dump(
-            {"image_size": image_size, "num_bins": ratings.NUM_BINS, "tflite": tflite_info, **info}, file, indent=2, sort_keys=True
+            {
+                "image_size": image_size,
+                "whole_image": dict(zip(("max_side", "side_multiple"), whole_image)) if whole_image else None,
+                "num_bins": ratings.NUM_BINS,
+                "tflite": tflite_info,
+                **info,
+            },
+            file,
+            indent=2,
+            sort_keys=True,
         )
 
 
 def outputs(model: keras.Model, pixels: tf.Tensor) -> dict[str, tf.Tensor]:
-    """What every exported form returns for float32 pixels [N, S, S, 3] in 0..255: the one
-    place that turns the network's output into the clients' outputs."""
-    distribution = tf.cast(model(pixels, training=False), tf.float32)
-    mean, std = metrics.score_mean_and_std(distribution)
-    return {signature.DISTRIBUTION: distribution, signature.MEAN: mean, signature.STD: std}
+    """What every exported form returns for float32 pixels [N, H, W, 3] in 0..255: the
+    outputs of the model's head (`trainer.heads`, which the evaluation scores too)."""
+    return heads.of(model).outputs(model(pixels, training=False))
 
 
 def tflite_path(export_dir: str, kind: str) -> str:
@@ -123,9 +171,11 @@ def main(argv: list[str]) -> None:
     config = run_dir.load_config(FLAGS.workdir)
     model, checkpoint = run_dir.restore_model(FLAGS.workdir, config)
     tflite = tuple(dict.fromkeys(FLAGS.tflite))
-    export(model, config.input.image_size, FLAGS.export_dir, {"checkpoint": checkpoint, "config": config.to_dict()}, tflite)
+    whole_image = (config.input.max_side, config.input.side_multiple) if input_pipeline.keeps_aspect_ratio(config) else None
+    info = {"checkpoint": checkpoint, "config": config.to_dict()}
+    export(model, config.input.image_size, FLAGS.export_dir, info, tflite, whole_image)
     logging.info("exported %s to %s", checkpoint, FLAGS.export_dir)
-    outputs_named = ", ".join(signature.OUTPUTS)
+    outputs_named = ", ".join(outputs(model, tf.zeros([1, config.input.image_size, config.input.image_size, 3])))
     print(
         f"SavedModel written to {FLAGS.export_dir} (signatures {signature.SIGNATURE}: {signature.IMAGES} -> {outputs_named}; "
         f"{signature.PIXELS_SIGNATURE}: {signature.PIXELS} -> {outputs_named})"

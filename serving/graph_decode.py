@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from trainer import input_pipeline
+
 ORIENTATION_TAG = 0x0112
 # libjpeg's exact integer IDCT, the one Pillow decodes with: TensorFlow's default (the fast
 # one) is 1.4 grey levels off on average, up to 13, and would make the two signatures disagree.
@@ -33,13 +35,19 @@ def decode_for_model(encoded: tf.Tensor, image_size: int) -> tf.Tensor:
     transposes commute with a separable symmetric resize, so the pixels are those of
     rotating first, at a fraction of the cost.
     """
-    image = tf.cond(
-        _is_jpeg(encoded),
-        lambda: tf.io.decode_jpeg(encoded, channels=0, dct_method=JPEG_DCT_METHOD),
-        lambda: tf.io.decode_image(encoded, channels=0, expand_animations=False),
-    )
-    resized = tf.image.resize(_rgb_on_white(image), [image_size, image_size], antialias=True)
+    resized = tf.image.resize(_rgb_on_white(_decode(encoded)), [image_size, image_size], antialias=True)
     return orient(tf.ensure_shape(resized, [image_size, image_size, 3]), exif_orientation(encoded))
+
+
+def decode_whole_for_model(encoded: tf.Tensor, max_side: int, side_multiple: int) -> tf.Tensor:
+    """One encoded image to float32 [H, W, 3] in 0..255 for a whole-photo model: decoded,
+    flattened onto white, turned upright, then resized as the evaluation resizes it
+    (`input_pipeline.whole_image_size` of the upright shape). Turned first here, since
+    the shape the photo is resized to depends on which way up it is."""
+    upright = orient(_rgb_on_white(_decode(encoded)), exif_orientation(encoded))
+    shape = tf.shape(upright)
+    height, width = input_pipeline.whole_image_size(shape[0], shape[1], max_side, side_multiple)
+    return tf.image.resize(upright, tf.stack([height, width]), antialias=True)
 
 
 def exif_orientation(encoded: tf.Tensor) -> tf.Tensor:
@@ -63,6 +71,14 @@ def orient(image: tf.Tensor, orientation: tf.Tensor) -> tf.Tensor:
             lambda: tf.reverse(transposed(), [0, 1]),  # 7
             lambda: tf.reverse(transposed(), [0]),  # 8: turn 90 degrees anticlockwise
         ],
+    )
+
+
+def _decode(encoded: tf.Tensor) -> tf.Tensor:
+    return tf.cond(
+        _is_jpeg(encoded),
+        lambda: tf.io.decode_jpeg(encoded, channels=0, dct_method=JPEG_DCT_METHOD),
+        lambda: tf.io.decode_image(encoded, channels=0, expand_animations=False),
     )
 
 

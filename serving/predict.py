@@ -52,10 +52,14 @@ FLAGS = flags.FLAGS
 
 @dataclasses.dataclass(frozen=True)
 class Score:
+    """What the model's head reports for one photo (`serving.signature`): the mean always;
+    std and distribution from a distribution head, probability_beautiful from a binary one."""
+
     path: str
     mean: float
-    std: float
-    distribution: tuple[float, ...]
+    std: float | None = None
+    distribution: tuple[float, ...] | None = None
+    probability_beautiful: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,8 +107,13 @@ def load_model(model_dir: str) -> PixelModel:
             f"it was exported by an older version; export the run again with {export}"
         )
     score = saved_model.signatures[signature.PIXELS_SIGNATURE]
-    image_size = int(score.structured_input_signature[1][signature.PIXELS].shape[1])
-    return PixelModel(score, image_size, saved_model)
+    image_size = score.structured_input_signature[1][signature.PIXELS].shape[1]
+    if image_size is None:
+        raise NotASavedModelError(
+            f"--model={model_dir} takes whole photos of any shape (pyramid pooling): predict scores square models; "
+            f"call its {signature.SIGNATURE!r} signature with the files' bytes instead"
+        )
+    return PixelModel(score, int(image_size), saved_model)
 
 
 def scoring_policy(image_size: int) -> images.ImagePolicy:
@@ -216,19 +225,29 @@ def format_scores(scores: Sequence[Score], output_format: str) -> str:
     buffer = io.StringIO()
     if output_format == "csv":
         writer = csv.writer(buffer)
-        writer.writerow(["rank", "path", "mean", "std"] + [f"p{k}" for k in range(1, 11)])
+        writer.writerow(["rank", "path", "mean", "std", "probability_beautiful"] + [f"p{k}" for k in range(1, 11)])
         for rank, s in enumerate(scores, start=1):
-            writer.writerow([rank, s.path, f"{s.mean:.4f}", f"{s.std:.4f}"] + [f"{p:.4f}" for p in s.distribution])
+            writer.writerow(
+                [rank, s.path, f"{s.mean:.4f}", _optional(s.std, ".4f"), _optional(s.probability_beautiful, ".4f")]
+                + [f"{p:.4f}" for p in s.distribution or ()]
+            )
         return buffer.getvalue()
     width = max([len(s.path) for s in scores] + [4])
-    buffer.write(f"{'rank':>4}  {'path':<{width}}  {'mean':>5}  {'std':>5}  votes 1..10\n")
+    buffer.write(f"{'rank':>4}  {'path':<{width}}  {'mean':>5}  {'std':>5}  {'P(>5)':>5}  votes 1..10\n")
     for rank, s in enumerate(scores, start=1):
-        buffer.write(f"{rank:>4}  {s.path:<{width}}  {s.mean:5.2f}  {s.std:5.2f}  {_bar(s.distribution)}\n")
+        buffer.write(
+            f"{rank:>4}  {s.path:<{width}}  {s.mean:5.2f}  {_optional(s.std, '5.2f', '–'):>5}  "
+            f"{_optional(s.probability_beautiful, '5.2f', '–'):>5}  {_bar(s.distribution or ())}\n"
+        )
     return buffer.getvalue()
 
 
+def _optional(value: float | None, spec: str, missing: str = "") -> str:
+    return missing if value is None else format(value, spec)
+
+
 def _bar(distribution: Sequence[float]) -> str:
-    peak = max(distribution) or 1.0
+    peak = max(distribution, default=0.0) or 1.0
     return "".join(_BARS[int(round(p / peak * (len(_BARS) - 1)))] for p in distribution)
 
 
@@ -248,13 +267,17 @@ def _prepared(pool: concurrent.futures.Executor, paths: Sequence[str], policy: i
 
 
 def _score(model: PixelModel, pixels: np.ndarray, names: list[str]) -> list[Score]:
-    outputs = model.score(**{signature.PIXELS: tf.constant(pixels)})
-    distribution = outputs[signature.DISTRIBUTION].numpy()
-    mean, std = outputs[signature.MEAN].numpy(), outputs[signature.STD].numpy()
-    return [
-        Score(path, float(mean[i]), float(std[i]), tuple(float(p) for p in np.round(distribution[i], 6)))
-        for i, path in enumerate(names)
-    ]
+    outputs = {name: value.numpy() for name, value in model.score(**{signature.PIXELS: tf.constant(pixels)}).items()}
+    scores = []
+    for i, path in enumerate(names):
+        fields = {"mean": float(outputs[signature.MEAN][i])}
+        if signature.DISTRIBUTION in outputs:
+            fields["distribution"] = tuple(float(p) for p in np.round(outputs[signature.DISTRIBUTION][i], 6))
+        for name in (signature.STD, signature.PROBABILITY_BEAUTIFUL):
+            if name in outputs:
+                fields[name] = float(outputs[name][i])
+        scores.append(Score(path, **fields))
+    return scores
 
 
 def _define_flags() -> None:

@@ -1,15 +1,20 @@
 """The exported model's contract with its clients (TF Serving, Vertex AI, `serving.predict`,
 a phone app with the TFLite model): the signatures' names, their inputs and their outputs."""
 
+from trainer import heads
+
 SIGNATURE = "serving_default"  # encoded files in: needs nothing but TensorFlow
 IMAGES = "images"  # [N] string: encoded image files (JPEG, PNG, GIF, BMP, WebP), any size
 
 PIXELS_SIGNATURE = "score_pixels"  # decoded pixels in: for clients that normalise photos themselves
 # [N, S, S, 3] uint8: upright sRGB RGB, already squashed to the model's S x S (bilinear,
-# antialiased); S is in the signature's shape and in assets.extra/export_info.json.
+# antialiased); S is in the signature's shape and in assets.extra/export_info.json. A
+# whole-photo model (pyramid pooling) takes [N, H, W, 3] of any one shape instead.
 PIXELS = "pixels"
 
-DISTRIBUTION = "distribution"  # [N, 10] float32: probability of each vote 1..10
-MEAN = "mean"  # [N] float32: mean of the distribution, the score
-STD = "std"  # [N] float32: its standard deviation, how much raters would disagree
-OUTPUTS = (DISTRIBUTION, MEAN, STD)
+# The outputs, named and computed by the model's head (trainer/heads.py); MEAN always.
+MEAN = heads.MEAN  # [N] float32: the score (the distribution's mean, or the regression's); binary: a ranking score, 0.5 -> 5
+DISTRIBUTION = heads.DISTRIBUTION  # [N, 10] float32, distribution head: probability of each vote 1..10
+STD = heads.STD  # [N] float32, distribution head: its standard deviation, how much raters would disagree
+PROBABILITY_BEAUTIFUL = heads.PROBABILITY_BEAUTIFUL  # [N] float32, binary head: P(mean vote > 5)
+OUTPUTS = (DISTRIBUTION, MEAN, STD)  # the default (distribution) head's

@@ -213,24 +213,23 @@ def test_predict_scores_gcs_images(exported: Gcs):
     result = exported.run("-m", "serving.predict", f"--model={MODEL}", "--format=json", f"{AVA}/{ava_index.IMAGES_DIR}")
     planted = exported.manifest.planted
     images = f"{AVA}/{ava_index.IMAGES_DIR}"
-    broken = {
-        f"{images}/{planted['empty_file']}.jpg": "empty file",
-        f"{images}/{planted['undecodable']}.jpg": "not a JPEG, PNG, GIF or BMP image",
-        f"{images}/{planted['truncated']}.jpg": "TensorFlow cannot decode it",
-    }
-    assert result.returncode == 1, result.stderr[-4000:]  # 1: some files could not be scored
+    broken = {f"{images}/{planted['truncated']}.jpg": "truncated: ", f"{images}/{planted['too_small']}.jpg": "too small: "}
+    not_images = sorted(f"{images}/{planted[name]}.jpg" for name in ("empty_file", "undecodable"))
+    assert result.returncode == 1, result.stderr[-4000:]  # 1: some images could not be scored
     reported = {line.split(": ", 1)[0].removeprefix("could not score "): line.split(": ", 1)[1]
                 for line in result.stderr.splitlines() if line.startswith("could not score ")}
     assert reported.keys() == broken.keys(), result.stderr[-4000:]
     for path, reason in broken.items():
         assert reported[path].startswith(reason), (path, reported[path])
+    skipped = [line for line in result.stderr.splitlines() if line.startswith("skipped")]
+    assert skipped == [f"skipped 2 files that are not images: {', '.join(not_images)}"], result.stderr[-4000:]
     scores = json.loads(result.stdout)
     on_disk = {f"{images}/{p.name}" for p in (exported.local_ava / ava_index.IMAGES_DIR).iterdir()}
-    assert {s["path"] for s in scores} == on_disk - broken.keys()
+    assert {s["path"] for s in scores} == on_disk - broken.keys() - set(not_images)
     for score in scores:
         assert 1 <= score["mean"] <= 10 and len(score["distribution"]) == 10
         assert abs(sum(score["distribution"]) - 1) < 1e-3
-    assert f"scored {len(scores)} photos, {len(broken)} failed" in result.stderr
+    assert f"scored {len(scores)} photos, {len(broken)} failed, {len(not_images)} not images" in result.stderr
 
 
 @pytest.mark.xfail(

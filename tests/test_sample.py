@@ -1,5 +1,6 @@
 """The synthetic AVA: deterministic, in AVA's layout, planted inputs as claimed, learnable."""
 
+import dataclasses
 import json
 import pathlib
 import subprocess
@@ -198,3 +199,20 @@ def test_command_line(tmp_path):
     )
     assert result.stdout.count("\n") == 1 and "15 rows" in result.stdout
     assert len(_lines(tmp_path)) == 15
+
+
+def test_the_framed_variant_draws_wide_and_tall_frames_and_rewards_true_proportions(tmp_path):
+    manifest = sample.write_sample(str(tmp_path), 30, seed=0, min_side=64, max_side=96, framed=True)
+    unusual = {manifest.planted[name] for name in ("grayscale", "cmyk", "png_alpha", "palette_gif", "exif_rotated")}
+    wide = []
+    for image_id in set(manifest.good_ids) - unusual:
+        with Image.open(_image(tmp_path, image_id)) as photo:
+            long, short = max(photo.size), min(photo.size)
+            wide.append(photo.width > photo.height)
+        assert sample.FRAMED_ASPECT[0] - 0.05 <= long / short <= sample.FRAMED_ASPECT[1] + 0.05
+    assert 0 < sum(wide) < len(wide)  # both orientations
+    round_subject = sample._Look(0.5, 0.0, 0.5, 0.5, (1 / 3, 1 / 3), subject_stretch=1.0)
+    stretched = dataclasses.replace(round_subject, subject_stretch=sample.MAX_STRETCH)
+    assert round_subject.quality - stretched.quality == pytest.approx(sample.FRAMED_QUALITY_WEIGHTS["proportions"])
+    with pytest.raises(ValueError, match="min_side"):
+        sample.write_sample(str(tmp_path / "small"), 1, min_side=40, max_side=60, framed=True)

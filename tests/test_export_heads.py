@@ -1,0 +1,80 @@
+"""The export follows the model's head and input: each signature returns what the head
+reports, and a pyramid pooling model scores whole photos of any shape as the evaluation does."""
+
+import io
+
+import ml_collections
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from serving import export, predict, signature
+from trainer import heads, input_pipeline, models
+
+MAX_SIDE, SIDE_MULTIPLE = 96, 16
+
+
+def _model(head, pooling):
+    """A small network whose outputs differ by photo: random head weights, and batch norm
+    statistics taken from one batch (at their initial ones every feature is zero)."""
+    config = ml_collections.ConfigDict({
+        "backbone": "mobilenet", "alpha": 0.25, "weights": "none", "dropout": 0.0, "batchnorm_momentum": 0.01,
+        "head": head, "binary_l2": 0.1, "pooling": pooling, "spp_levels": (1, 2, 4),
+    })
+    model, _ = models.build_model(config, 64)
+    kernel = heads.of(model).dense.kernel
+    kernel.assign(np.random.default_rng(0).normal(0, 0.3, kernel.shape))
+    model(np.random.default_rng(1).uniform(0, 255, (8, 64, 64, 3)).astype(np.float32), training=True)
+    return model
+
+
+def _png(height, width, seed):
+    pixels = np.random.default_rng(seed).integers(0, 255, (height, width, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_a_binary_pyramid_model_scores_whole_photos_as_the_evaluation_does(tmp_path):
+    model = _model("binary", "spp")
+    export_dir = str(tmp_path / "binary_spp")
+    export.export(model, 64, export_dir, info={}, whole_image=(MAX_SIDE, SIDE_MULTIPLE))
+    loaded = tf.saved_model.load(export_dir)
+    photos = [_png(120, 200, 0), _png(160, 90, 1)]  # wide, then tall
+    served = loaded.signatures[signature.SIGNATURE](**{signature.IMAGES: tf.constant(photos)})
+    assert set(served) == {signature.MEAN, signature.PROBABILITY_BEAUTIFUL}
+    # 120 x 200: longer side 96, shorter 57.6 -> 64; 160 x 90: 96, and 54 -> 48.
+    probabilities, means = served[signature.PROBABILITY_BEAUTIFUL].numpy(), served[signature.MEAN].numpy()
+    for photo, shape, probability, mean in zip(photos, [(64, 96), (96, 48)], probabilities, means):
+        pixels = input_pipeline.decode_whole_for_model(photo, MAX_SIDE, SIDE_MULTIPLE)
+        assert pixels.shape[:2] == shape
+        expected = heads.of(model).outputs(model(pixels[None], training=False))
+        assert probability == pytest.approx(float(expected[heads.PROBABILITY_BEAUTIFUL][0]), abs=1e-5)
+        assert mean == pytest.approx(float(expected[heads.MEAN][0]), abs=1e-4)
+    assert len(set(means.round(5))) == 2
+    wide = tf.constant(np.zeros([2, 64, 96, 3], np.uint8))
+    by_pixels = loaded.signatures[signature.PIXELS_SIGNATURE](**{signature.PIXELS: wide})
+    assert set(by_pixels) == {signature.MEAN, signature.PROBABILITY_BEAUTIFUL} and by_pixels[signature.MEAN].shape == (2,)
+    with pytest.raises(predict.NotASavedModelError, match="whole photos"):
+        predict.load_model(export_dir)
+    with pytest.raises(ValueError, match="without --tflite"):
+        export.export(model, 64, str(tmp_path / "tflite"), info={}, tflite=("float32",), whole_image=(MAX_SIDE, SIDE_MULTIPLE))
+
+
+def test_a_regression_model_is_scored_by_its_mean_alone(tmp_path):
+    model = _model("regression", "avg")
+    export_dir = str(tmp_path / "regression")
+    export.export(model, 64, export_dir, info={})
+    paths = []
+    for seed in range(3):
+        paths.append(str(tmp_path / f"{seed}.png"))
+        with open(paths[-1], "wb") as file:
+            file.write(_png(80, 100, seed))
+    report = predict.score_files(predict.load_model(export_dir), paths, progress=False)
+    assert len(report.scores) == 3 and not report.failures
+    for score in report.scores:
+        assert 1.0 <= score.mean <= 10.0
+        assert score.std is None and score.distribution is None and score.probability_beautiful is None
+    table = predict.format_scores(report.scores, "table").splitlines()
+    assert table[1].split()[3:5] == ["–", "–"]
