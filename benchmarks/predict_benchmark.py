@@ -1,6 +1,6 @@
 """predict's photos/s over a folder of JPEGs against two baselines measured in the same run.
 
-    python -m benchmarks.predict_benchmark [--num_images=320] [--image_size=224] [--photo_size=256]
+    python -m benchmarks.predict_benchmark [--num_images=1280] [--image_size=224] [--photo_size=256]
 
 Subject: `serving.predict.score_files` (files read and normalised by `ava_core.images.decode`
 in a pool of threads, scored in batches of 32 by the SavedModel's pixel signature).
@@ -46,7 +46,7 @@ GOAL = 0.90
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--num_images", type=int, default=320, help="a multiple of 32: predict and the network do the same full batches")
+    parser.add_argument("--num_images", type=int, default=1280, help="a multiple of 32: predict and the network do the same full batches")
     parser.add_argument("--image_size", type=int, default=224, help="the model's input side")
     parser.add_argument("--photo_size", type=int, default=256, help="the side of the JPEGs scored")
     parser.add_argument("--alpha", type=float, default=0.25)

@@ -20,10 +20,12 @@ the same way here: the bytes signature turns each photo upright and resizes it a
 evaluation does, its longer side to `max_side` (`input_pipeline.whole_image_size`), and
 scores it alone; its pixel signature takes [N, H, W, 3] of any one shape.
 
-`OUT/assets.extra/` (ignored by TF Serving) holds the Keras model for further fine-tuning,
+`OUT/assets.extra/` (`signature.EXTRA_DIR`, ignored by TF Serving) holds the Keras model for further fine-tuning,
 `export_info.json` (source checkpoint, input size, config, TFLite files) and, with
 `--tflite=KIND` (repeatable), TFLite models for phones, converted from `score_pixels`:
-the same pixels in, the same outputs, allocated for one photo a call. KIND is `float32`,
+the same pixels in, the same outputs, allocated for one photo a call. A whole-photo
+model's TFLite input is [1, H, W, 3] of each photo's own shape (its signature runner, or
+`resize_tensor_input`, sizes it per call). KIND is `float32`,
 `float16` (weights in half precision) or `dynamic_int8` (weights in int8, activations in
 float). Their mean scores stay within `TFLITE_MEAN_TOLERANCE` of the SavedModel's (the
 tests check it on the sample's test split with the TFLite interpreter).
@@ -43,9 +45,7 @@ from ava_core import ratings
 from serving import graph_decode, signature
 from trainer import heads, input_pipeline, run_dir
 
-EXTRA_DIR = "assets.extra"
 KERAS_FILE = "nima.keras"
-INFO_FILE = "export_info.json"
 TFLITE_KINDS = ("float32", "float16", "dynamic_int8")
 # The largest difference of mean score (1..10) from the SavedModel's that each TFLite model
 # is allowed: float32 differs only in the order of float operations; the quantised ones by
@@ -67,12 +67,6 @@ def export(
     aspect ratio (`input_pipeline.keeps_aspect_ratio`); its bytes signature resizes each
     photo as the evaluation does and scores it alone (photos of a batch differ in shape),
     and its pixel signature takes a batch of any one shape."""
-    if whole_image and tflite:
-        raise ValueError(
-            "--tflite converts a square model's pixel signature; this model takes whole photos of any shape "
-            "(--config.input.keep_aspect_ratio): export it without --tflite"
-        )
-
     def serve_images(images: tf.Tensor) -> dict[str, tf.Tensor]:
         pixels = tf.map_fn(
             lambda encoded: graph_decode.decode_for_model(encoded, image_size),
@@ -112,7 +106,7 @@ def export(
         input_signature=[tf.TensorSpec(pixels_shape, tf.uint8, name=signature.PIXELS)],
     )
     archive.write_out(export_dir, verbose=False)
-    extra = os.path.join(export_dir, EXTRA_DIR)
+    extra = os.path.join(export_dir, signature.EXTRA_DIR)
     tf.io.gfile.makedirs(extra)
     _save_keras(model, os.path.join(extra, KERAS_FILE))
     for kind in tflite:
@@ -121,7 +115,7 @@ def export(
         kind: {"file": os.path.basename(tflite_path(export_dir, kind)), "mean_tolerance": TFLITE_MEAN_TOLERANCE[kind]}
         for kind in tflite
     }
-    with tf.io.gfile.GFile(os.path.join(extra, INFO_FILE), "w") as file:
+    with tf.io.gfile.GFile(os.path.join(extra, signature.INFO_FILE), "w") as file:
         json.dump(
             {
                 "image_size": image_size,
@@ -143,7 +137,7 @@ def outputs(model: keras.Model, pixels: tf.Tensor) -> dict[str, tf.Tensor]:
 
 
 def tflite_path(export_dir: str, kind: str) -> str:
-    return os.path.join(export_dir, EXTRA_DIR, f"nima_{kind}.tflite")
+    return os.path.join(export_dir, signature.EXTRA_DIR, f"nima_{kind}.tflite")
 
 
 def write_tflite(export_dir: str, kind: str) -> str:

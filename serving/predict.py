@@ -6,7 +6,9 @@ WebP, MPO, AVIF, HEIC (with the `heic` extra) and whatever else Pillow reads. A 
 normalised by `ava_core.images.decode`, the dataset build's own function (upright by
 EXIF, sRGB by ICC profile, alpha on white, first frame), squashed to the model's size
 and scored by the SavedModel's pixel signature, so it reaches the network as the
-training photos did.
+training photos did. For a model that takes whole photos (pyramid pooling,
+`configs/nima_spp.py`) the photo keeps its aspect ratio and is resized as the evaluation
+resizes it (`input_pipeline.whole_image_size`); photos of one shape share a batch.
 
 Decoding runs in a pool of threads while the model scores the previous batch; batches
 are filled from the photos that decoded, and at most a few batches of pixels are in
@@ -41,6 +43,7 @@ from PIL import Image
 from ava_core import images
 from ava_core.rejections import RejectedInput
 from serving import signature
+from trainer import input_pipeline
 
 # Batches of decoded photos the decoding threads may hold ahead of the model: one to fill
 # while the model scores another keeps both busy; more would only hold memory.
@@ -84,11 +87,13 @@ class Report:
 
 @dataclasses.dataclass(frozen=True)
 class PixelModel:
-    """The SavedModel's pixel signature and the side S of the [N, S, S, 3] pixels it takes."""
+    """The SavedModel's pixel signature and the pixels it takes: [N, S, S, 3] with S the
+    image_size, or, for a whole-photo model, [N, H, W, 3] sized by whole_image."""
 
     score: Any  # the concrete function: score(pixels=uint8 tensor) -> {output name: tensor}
-    image_size: int
+    image_size: int | None
     saved_model: Any  # keeps the variables the function reads alive
+    whole_image: tuple[int, int] | None = None  # (max_side, side_multiple), as `serving.export` records it
 
 
 class NotASavedModelError(FileNotFoundError):
@@ -97,29 +102,38 @@ class NotASavedModelError(FileNotFoundError):
 
 def load_model(model_dir: str) -> PixelModel:
     """The model's pixel signature; a directory that holds no such SavedModel is a one-line error."""
-    export = f"`python -m serving.export --workdir=RUN --export_dir={model_dir}`"
+    export_command = f"`python -m serving.export --workdir=RUN --export_dir={model_dir}`"
     if not tf.saved_model.contains_saved_model(model_dir):
-        raise NotASavedModelError(f"--model={model_dir} holds no SavedModel (saved_model.pb): export a trained run with {export}")
+        raise NotASavedModelError(
+            f"--model={model_dir} holds no SavedModel (saved_model.pb): export a trained run with {export_command}"
+        )
     saved_model = tf.saved_model.load(model_dir)
     if signature.PIXELS_SIGNATURE not in saved_model.signatures:
         raise NotASavedModelError(
             f"--model={model_dir} has no {signature.PIXELS_SIGNATURE!r} signature (it has {sorted(saved_model.signatures)}): "
-            f"it was exported by an older version; export the run again with {export}"
+            f"it was exported by an older version; export the run again with {export_command}"
         )
     score = saved_model.signatures[signature.PIXELS_SIGNATURE]
     image_size = score.structured_input_signature[1][signature.PIXELS].shape[1]
-    if image_size is None:
+    if image_size is not None:
+        return PixelModel(score, int(image_size), saved_model)
+    info_path = os.path.join(model_dir, signature.EXTRA_DIR, signature.INFO_FILE)
+    whole_image = json.loads(tf.io.gfile.GFile(info_path).read()).get("whole_image") if tf.io.gfile.exists(info_path) else None
+    if not whole_image:
         raise NotASavedModelError(
-            f"--model={model_dir} takes whole photos of any shape (pyramid pooling): predict scores square models; "
-            f"call its {signature.SIGNATURE!r} signature with the files' bytes instead"
+            f"--model={model_dir} takes photos of any shape but {info_path} does not say how to size them "
+            f"(whole_image): export the run again with {export_command}"
         )
-    return PixelModel(score, int(image_size), saved_model)
+    return PixelModel(score, None, saved_model, (int(whole_image["max_side"]), int(whole_image["side_multiple"])))
 
 
-def scoring_policy(image_size: int) -> images.ImagePolicy:
+def scoring_policy(image_size: int | None) -> images.ImagePolicy:
     """The build's checks and normalisation, squashed to the model's size with the bilinear
     filter the bytes signature uses; a large JPEG is decoded at a reduced DCT scale that
-    keeps twice that size (`ImagePolicy.reducing_gap`)."""
+    keeps twice that size (`ImagePolicy.reducing_gap`). With no size (a whole-photo model)
+    the photo is decoded whole, as the `full` dataset stores it, and sized by `prepare`."""
+    if image_size is None:
+        return images.ImagePolicy(resize_to=None, resample=Image.Resampling.BILINEAR)
     return images.ImagePolicy(resize_to=(image_size, image_size), resample=Image.Resampling.BILINEAR, reducing_gap=2.0)
 
 
@@ -148,42 +162,55 @@ def score_files(
     """Scores every path; `progress` None shows the bar when stderr is a terminal.
 
     `threads` decode (default: one a core): Pillow releases the interpreter lock while it
-    decodes, resizes and converts colours, and TensorFlow while the model runs.
+    decodes, resizes and converts colours, and TensorFlow while the model runs. A batch
+    holds photos of one shape (a square model's photos all have one); when the photos
+    waiting for a full batch of their shape reach `BATCHES_AHEAD` batches, the largest
+    group is scored as it is, so no more than 2 x `BATCHES_AHEAD` batches of pixels are held
+    (waiting and in the pool) whatever the mix of shapes.
     """
     policy = scoring_policy(model.image_size)
     report = Report([], [], [])
-    batch = np.empty([batch_size, model.image_size, model.image_size, 3], np.uint8)
-    names: list[str] = []
+    waiting: dict[tuple[int, ...], list[tuple[str, np.ndarray]]] = {}
+
+    def score_group(shape):
+        group = waiting.pop(shape)
+        report.scores.extend(_score(model, np.stack([pixels for _, pixels in group]), [name for name, _ in group]))
+        bar.update(len(group))
+
     with concurrent.futures.ThreadPoolExecutor(threads or os.cpu_count()) as pool, tqdm.tqdm(
         total=len(paths), unit="photo", disable=None if progress is None else not progress, file=sys.stderr
     ) as bar:
-        for path, prepared in _prepared(pool, paths, policy, BATCHES_AHEAD * batch_size):
+        for path, prepared in _prepared(pool, paths, policy, model.whole_image, BATCHES_AHEAD * batch_size):
             if isinstance(prepared, np.ndarray):
-                batch[len(names)] = prepared
-                names.append(path)
+                group = waiting.setdefault(prepared.shape, [])
+                group.append((path, prepared))
+                if len(group) == batch_size:
+                    score_group(prepared.shape)
+                elif sum(map(len, waiting.values())) >= BATCHES_AHEAD * batch_size:
+                    score_group(max(waiting, key=lambda shape: len(waiting[shape])))
             elif isinstance(prepared, Skipped):
                 report.not_images.append(path)
                 bar.update(1)
             else:
                 report.failures.append(prepared)
                 bar.update(1)
-            if len(names) == batch_size:
-                report.scores += _score(model, batch, names)
-                bar.update(len(names))
-                names = []
-        if names:
-            report.scores += _score(model, batch[: len(names)], names)
-            bar.update(len(names))
+        for shape in list(waiting):
+            score_group(shape)
     report.scores.sort(key=lambda score: (-score.mean, score.path))
     return report
 
 
-def prepare(path: str, policy: images.ImagePolicy) -> np.ndarray | Failure | Skipped:
-    """The model's pixels for one file (uint8 [S, S, 3]), or why there are none."""
+def prepare(path: str, policy: images.ImagePolicy, whole_image: tuple[int, int] | None = None) -> np.ndarray | Failure | Skipped:
+    """The model's pixels for one file (uint8 [S, S, 3], or [H, W, 3] resized as
+    `whole_image` = (max_side, side_multiple) says), or why there are none."""
     try:
         with tf.io.gfile.GFile(path, "rb") as file:
             data = file.read()
-        return images.decode(data, policy).pixels
+        decoded = images.decode(data, policy)
+        if whole_image is None:
+            return decoded.pixels
+        height, width = input_pipeline.whole_image_size(decoded.image.height, decoded.image.width, *whole_image)
+        return np.asarray(decoded.image.resize((int(width), int(height)), policy.resample))
     except images.NotAnImage:
         return Skipped(path)
     except RejectedInput as error:
@@ -251,18 +278,24 @@ def _bar(distribution: Sequence[float]) -> str:
     return "".join(_BARS[int(round(p / peak * (len(_BARS) - 1)))] for p in distribution)
 
 
-def _prepared(pool: concurrent.futures.Executor, paths: Sequence[str], policy: images.ImagePolicy, ahead: int) -> Iterator[tuple[str, Any]]:
+def _prepared(
+    pool: concurrent.futures.Executor,
+    paths: Sequence[str],
+    policy: images.ImagePolicy,
+    whole_image: tuple[int, int] | None,
+    ahead: int,
+) -> Iterator[tuple[str, Any]]:
     """(path, what `prepare` returned) in path order, with `ahead` files in the pool.
 
     A new file is handed to the pool only when one is taken out, so however many paths
     there are, no more than `ahead` decoded photos wait in memory.
     """
     remaining = iter(paths)
-    pending = collections.deque((path, pool.submit(prepare, path, policy)) for path in itertools.islice(remaining, ahead))
+    pending = collections.deque((path, pool.submit(prepare, path, policy, whole_image)) for path in itertools.islice(remaining, ahead))
     while pending:
         path, future = pending.popleft()
         for following in itertools.islice(remaining, 1):
-            pending.append((following, pool.submit(prepare, following, policy)))
+            pending.append((following, pool.submit(prepare, following, policy, whole_image)))
         yield path, future.result()
 
 

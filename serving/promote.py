@@ -8,9 +8,12 @@ The serving location holds every promoted model under `versions/<version>/` and 
 pointer object, `champion.json`, naming the current one with its test metrics. A scheduled
 job must never publish a worse model, half a model, or lose the champion, so:
 
-- worse: the candidate is promoted only when its test EMD is lower *and* its SRCC higher
-  than the champion's (a tie keeps the champion); unreadable or incomplete metrics on
-  either side stop with an error and change nothing;
+- worse: the candidate is promoted only when it beats the champion on every test metric
+  the two share of EMD (lower is better) and SRCC of the mean score (higher): both when
+  both models predict a distribution, SRCC alone when either is a regression or binary
+  model (`--config.model.head`), which predict no distribution. A tie keeps the
+  champion; unreadable or incomplete metrics on either side stop with an error and
+  change nothing;
 - half: the SavedModel is first copied to a new version folder and checked file by file;
   only then is the pointer rewritten, in one write (one object on GCS, a rename locally);
 - lost: nothing is ever deleted or overwritten in place: old versions stay, and a
@@ -31,8 +34,12 @@ from absl import app, flags
 POINTER_FILE = "champion.json"
 VERSIONS_DIR = "versions"
 METRICS_FILE = "metrics.json"
-# Lower is better for EMD, higher for SRCC; a candidate must win on both.
+# Lower is better for EMD, higher for SRCC; a candidate must win on each that both report.
 LOWER_IS_BETTER, HIGHER_IS_BETTER = ("emd",), ("srcc_mean",)
+# What every head reports (the ranking the score exists for), and what a head with a
+# distribution must report besides; a run without the head recorded is a distribution one.
+ALWAYS_COMPARED, DISTRIBUTION_COMPARED = ("srcc_mean",), ("emd",)
+DEFAULT_HEAD = "distribution"
 
 FLAGS = flags.FLAGS
 
@@ -84,30 +91,38 @@ def promote(candidate_dir: str, candidate_metrics_path: str, serving_dir: str, v
 
 
 def is_better(candidate: dict, champion: dict) -> tuple[bool, str]:
-    """(whether the candidate beats the champion on every compared metric, why)."""
-    losses = [name for name in LOWER_IS_BETTER if not candidate[name] < champion[name]]
-    losses += [name for name in HIGHER_IS_BETTER if not candidate[name] > champion[name]]
-    comparison = ", ".join(f"{name} {candidate[name]:.4f} vs champion {champion[name]:.4f}" for name in LOWER_IS_BETTER + HIGHER_IS_BETTER)
+    """(whether the candidate beats the champion on every metric both report, why)."""
+    shared = lambda names: [name for name in names if name in candidate and name in champion]
+    lower, higher = shared(LOWER_IS_BETTER), shared(HIGHER_IS_BETTER)
+    losses = [name for name in lower if not candidate[name] < champion[name]]
+    losses += [name for name in higher if not candidate[name] > champion[name]]
+    comparison = ", ".join(f"{name} {candidate[name]:.4f} vs champion {champion[name]:.4f}" for name in lower + higher)
+    unshared = [name for name in LOWER_IS_BETTER + HIGHER_IS_BETTER if name not in lower + higher]
+    if unshared:
+        comparison += f"; not compared, as one of the two heads has none: {', '.join(unshared)}"
     if losses:
         return False, f"the champion stays: the candidate does not beat it on {', '.join(losses)} ({comparison})"
     return True, f"the candidate beats the champion ({comparison})"
 
 
 def read_metrics(path: str) -> dict[str, float]:
-    """The `model` metrics of a trainer.evaluate metrics.json; every compared one must be a finite number."""
+    """The `model` metrics of a trainer.evaluate metrics.json, with the run's head; every
+    metric its head must report has to be a finite number."""
     try:
         with tf.io.gfile.GFile(path) as file:
-            metrics = json.load(file)["model"]
-        values = {name: float(metrics[name]) for name in LOWER_IS_BETTER + HIGHER_IS_BETTER}
-    except (tf.errors.OpError, OSError, ValueError, KeyError, TypeError) as error:
+            result = json.load(file)
+        metrics, head = result["model"], result.get("run", {}).get("head", DEFAULT_HEAD)
+        values = {name: float(metrics[name]) for name in _required(head)}
+    except (tf.errors.OpError, OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         raise PromotionError(
             f"cannot read the metrics in {path} ({type(error).__name__}: {error}); expected trainer.evaluate's "
-            "metrics.json with model.emd and model.srcc_mean. Nothing was promoted."
+            "metrics.json with model.srcc_mean, and model.emd for a distribution head. Nothing was promoted."
         ) from None
     bad = [name for name, value in values.items() if not math.isfinite(value)]
     if bad:
         raise PromotionError(f"{path}: {', '.join(bad)} is not a finite number. Nothing was promoted.")
-    return {**{k: v for k, v in metrics.items() if isinstance(v, (int, float))}, **values}
+    numbers = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and (k in values or math.isfinite(v))}
+    return {**numbers, **values, "head": head}
 
 
 def main(argv: list[str]) -> None:
@@ -120,14 +135,20 @@ def main(argv: list[str]) -> None:
             file.write(decision.as_env())
 
 
+def _required(head: str) -> tuple[str, ...]:
+    """The metrics a run with `head` must report to be compared."""
+    return ALWAYS_COMPARED + (DISTRIBUTION_COMPARED if head == DEFAULT_HEAD else ())
+
+
 def _read_pointer(path: str) -> dict | None:
     if not tf.io.gfile.exists(path):
         return None
     try:
         with tf.io.gfile.GFile(path) as file:
             pointer = json.load(file)
-        metrics = {name: float(pointer["metrics"][name]) for name in LOWER_IS_BETTER + HIGHER_IS_BETTER}
-        return {"version": str(pointer["version"]), "metrics": metrics}
+        metrics = pointer["metrics"]
+        compared = {name: float(metrics[name]) for name in _required(metrics.get("head", DEFAULT_HEAD))}
+        return {"version": str(pointer["version"]), "metrics": compared}
     except (ValueError, KeyError, TypeError) as error:
         raise PromotionError(
             f"the champion pointer {path} is unreadable ({type(error).__name__}: {error}). Nothing was promoted; "

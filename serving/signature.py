@@ -12,6 +12,12 @@ PIXELS_SIGNATURE = "score_pixels"  # decoded pixels in: for clients that normali
 # whole-photo model (pyramid pooling) takes [N, H, W, 3] of any one shape instead.
 PIXELS = "pixels"
 
+# Beside the SavedModel, ignored by TF Serving: EXTRA_DIR/INFO_FILE (JSON) records the
+# input the pixel signature expects: "image_size" S, or for a whole-photo model
+# "whole_image" {"max_side", "side_multiple"}, the sizing of `input_pipeline.whole_image_size`.
+EXTRA_DIR = "assets.extra"
+INFO_FILE = "export_info.json"
+
 # The outputs, named and computed by the model's head (trainer/heads.py); MEAN always.
 MEAN = heads.MEAN  # [N] float32: the score (the distribution's mean, or the regression's); binary: a ranking score, 0.5 -> 5
 DISTRIBUTION = heads.DISTRIBUTION  # [N, 10] float32, distribution head: probability of each vote 1..10

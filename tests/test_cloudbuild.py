@@ -58,7 +58,10 @@ def test_every_command_exists_and_accepts_its_flags(module, flags):
 
 def test_training_arguments_name_real_flags_and_config_values():
     text = CLOUDBUILD.read_text()
-    arguments = re.search(r"--args=(\S+)", text).group(1).split(",")
+    arguments, overrides = re.search(r"--args=(\S+)", text).group(1).split("$${overrides:+,", 1)
+    assert overrides == "$$overrides}"  # the user's _TRAIN_OVERRIDES, appended only when given
+    arguments = arguments.split(",")
+    assert (REPO / yaml.safe_load(text)["substitutions"]["_TRAIN_CONFIG"]).is_file()
     run = subprocess.run([sys.executable, "-m", "trainer.main", "--helpfull"], cwd=REPO, capture_output=True, text=True)
     config = nima_mobilenet.get_config()
     for argument in arguments:

@@ -1,7 +1,9 @@
 """The export follows the model's head and input: each signature returns what the head
 reports, and a pyramid pooling model scores whole photos of any shape as the evaluation does."""
 
+import dataclasses
 import io
+import pathlib
 
 import ml_collections
 import numpy as np
@@ -56,10 +58,54 @@ def test_a_binary_pyramid_model_scores_whole_photos_as_the_evaluation_does(tmp_p
     wide = tf.constant(np.zeros([2, 64, 96, 3], np.uint8))
     by_pixels = loaded.signatures[signature.PIXELS_SIGNATURE](**{signature.PIXELS: wide})
     assert set(by_pixels) == {signature.MEAN, signature.PROBABILITY_BEAUTIFUL} and by_pixels[signature.MEAN].shape == (2,)
-    with pytest.raises(predict.NotASavedModelError, match="whole photos"):
+
+
+def test_a_pyramid_model_converts_to_tflite_that_takes_each_photo_at_its_own_shape(tmp_path):
+    model = _model("distribution", "spp")
+    export_dir = str(tmp_path / "spp")
+    export.export(model, 64, export_dir, info={}, tflite=("float32", "dynamic_int8"), whole_image=(MAX_SIDE, SIDE_MULTIPLE))
+    served = tf.saved_model.load(export_dir).signatures[signature.PIXELS_SIGNATURE]
+    rng = np.random.default_rng(2)
+    photos = [rng.integers(0, 255, shape, dtype=np.uint8) for shape in [(1, 64, 96, 3), (1, 96, 48, 3), (1, 96, 96, 3)]]
+    expected = np.array([served(**{signature.PIXELS: tf.constant(photo)})[signature.MEAN].numpy()[0] for photo in photos])
+    assert np.ptp(expected) > 1e-3
+    for kind in ("float32", "dynamic_int8"):
+        runner = tf.lite.Interpreter(model_path=export.tflite_path(export_dir, kind)).get_signature_runner(signature.PIXELS_SIGNATURE)
+        means = np.array([runner(**{signature.PIXELS: photo})[signature.MEAN][0] for photo in photos])
+        assert np.abs(means - expected).max() <= export.TFLITE_MEAN_TOLERANCE[kind], kind
+
+
+def test_predict_scores_whole_photos_as_the_bytes_signature_batching_by_shape(tmp_path):
+    model = _model("distribution", "spp")
+    export_dir = str(tmp_path / "spp")
+    export.export(model, 64, export_dir, info={}, whole_image=(MAX_SIDE, SIDE_MULTIPLE))
+    loaded = predict.load_model(export_dir)
+    assert loaded.image_size is None and loaded.whole_image == (MAX_SIDE, SIDE_MULTIPLE)
+    shapes = [(120, 200), (160, 90), (300, 500), (96, 96), (90, 160)]  # two of them resize to 64 x 96
+    photos = {str(tmp_path / f"{index}.png"): _png(*shape, index) for index, shape in enumerate(shapes)}
+    for path, data in photos.items():
+        pathlib.Path(path).write_bytes(data)
+    calls = []
+    score = loaded.score
+    counted = dataclasses.replace(loaded, score=lambda **pixels: calls.append(tuple(pixels[signature.PIXELS].shape[:3])) or score(**pixels))
+    report = predict.score_files(counted, sorted(photos) + [str(tmp_path / "absent.png")], batch_size=4, progress=False)
+    assert len(report.scores) == 5 and [f.path for f in report.failures] == [str(tmp_path / "absent.png")]
+    assert sorted(calls) == [(1, 48, 96), (1, 96, 48), (1, 96, 96), (2, 64, 96)]
+    served = tf.saved_model.load(export_dir).signatures[signature.SIGNATURE]
+    for result in report.scores:
+        expected = served(**{signature.IMAGES: tf.constant([photos[result.path]])})
+        # Pillow's bilinear resize to uint8 against the graph's antialiased one in float.
+        assert result.mean == pytest.approx(float(expected[signature.MEAN][0]), abs=0.01)
+        np.testing.assert_allclose(result.distribution, expected[signature.DISTRIBUTION][0].numpy(), atol=0.01)
+    assert len({round(s.mean, 4) for s in report.scores}) > 1
+
+
+def test_a_whole_photo_model_without_its_sizing_is_a_one_line_error(tmp_path):
+    export_dir = str(tmp_path / "spp")
+    export.export(_model("regression", "spp"), 64, export_dir, info={}, whole_image=(MAX_SIDE, SIDE_MULTIPLE))
+    (pathlib.Path(export_dir) / signature.EXTRA_DIR / signature.INFO_FILE).unlink()
+    with pytest.raises(predict.NotASavedModelError, match="does not say how to size them"):
         predict.load_model(export_dir)
-    with pytest.raises(ValueError, match="without --tflite"):
-        export.export(model, 64, str(tmp_path / "tflite"), info={}, tflite=("float32",), whole_image=(MAX_SIDE, SIDE_MULTIPLE))
 
 
 def test_a_regression_model_is_scored_by_its_mean_alone(tmp_path):

@@ -70,6 +70,43 @@ def test_challenger_that_does_not_beat_both_is_kept_out(tmp_path, serving, emd, 
     assert not (serving / promote.VERSIONS_DIR / "v2").exists()
 
 
+def _head_metrics(path: pathlib.Path, head: str, srcc: float, emd: float | None = None) -> str:
+    """trainer.evaluate's metrics.json of a run with `head`: a regression or binary head reports no EMD."""
+    model = {"srcc_mean": srcc, "accuracy": 0.8, "num_images": 100, **({} if emd is None else {"emd": emd})}
+    path.write_text(json.dumps({"run": {"head": head}, "model": model}))
+    return str(path)
+
+
+@pytest.mark.parametrize("head", ["regression", "binary"])
+def test_heads_without_a_distribution_are_promoted_on_srcc_alone(tmp_path, serving, head):
+    first = promote.promote(_saved_model(tmp_path / "a", "a"), _head_metrics(tmp_path / "a.json", head, 0.50), str(serving), "a")
+    assert first.promoted and _pointer(serving)["metrics"]["head"] == head
+    worse = promote.promote(_saved_model(tmp_path / "b", "b"), _head_metrics(tmp_path / "b.json", head, 0.49), str(serving), "b")
+    assert not worse.promoted and "srcc_mean 0.4900 vs champion 0.5000" in worse.reason and "emd" in worse.reason
+    better = promote.promote(_saved_model(tmp_path / "c", "c"), _head_metrics(tmp_path / "c.json", head, 0.52), str(serving), "c")
+    assert better.promoted and _pointer(serving)["version"] == "c"
+
+
+def test_a_regression_candidate_against_a_distribution_champion_is_compared_on_srcc(tmp_path, serving):
+    promote.promote(*_candidate(tmp_path, "v1", 0.09, 0.50), str(serving), "v1")
+    decision = promote.promote(
+        _saved_model(tmp_path / "v2", "v2"), _head_metrics(tmp_path / "v2.json", "regression", 0.55), str(serving), "v2"
+    )
+    assert decision.promoted and "not compared, as one of the two heads has none: emd" in decision.reason
+    back = promote.promote(
+        _saved_model(tmp_path / "v3", "v3"), _head_metrics(tmp_path / "v3.json", "distribution", 0.54, emd=0.01), str(serving), "v3"
+    )
+    assert not back.promoted and "srcc_mean" in back.reason and _pointer(serving)["version"] == "v2"
+
+
+def test_a_distribution_head_without_emd_is_refused(tmp_path, serving):
+    with pytest.raises(promote.PromotionError, match="model.emd for a distribution head"):
+        promote.promote(
+            _saved_model(tmp_path / "m", "m"), _head_metrics(tmp_path / "m.json", "distribution", 0.6), str(serving), "v1"
+        )
+    assert not serving.exists()
+
+
 @pytest.mark.parametrize(
     "content",
     ["{not json", json.dumps({"model": {"emd": 0.05}}), json.dumps({"model": {"emd": "NaN", "srcc_mean": 0.9}}),

@@ -139,14 +139,16 @@ def test_files_that_are_no_image_are_told_from_broken_images(data, not_an_image)
         assert error.value.reason in (Reason.EMPTY_FILE, Reason.UNDECODABLE)
 
 
-def test_scoring_10000_photos_holds_a_few_batches_and_fills_every_batch(monkeypatch):
-    """With the decoder and the model faked, count the photos decoded and not yet scored."""
+@pytest.mark.parametrize("whole_image", [None, (16, 1)], ids=["square", "seven-shapes"])
+def test_scoring_10000_photos_holds_a_few_batches_and_fills_every_batch(monkeypatch, whole_image):
+    """With the decoder and the model faked, count the photos decoded and not yet scored;
+    photos of seven shapes in turn (a whole-photo model's) must not pile up by shape."""
     batch_size, count = 16, 10_000
     lock = threading.Lock()
     live = {"now": 0, "peak": 0}
     calls = []
 
-    def fake_prepare(path, policy):
+    def fake_prepare(path, policy, whole_image):
         index = int(path)
         if index % 97 == 0:
             return predict.Failure(path, "truncated: cut short")
@@ -155,7 +157,8 @@ def test_scoring_10000_photos_holds_a_few_batches_and_fills_every_batch(monkeypa
         with lock:
             live["now"] += 1
             live["peak"] = max(live["peak"], live["now"])
-        return np.full((policy.resize_to[1], policy.resize_to[0], 3), index % 251, np.uint8)
+        side = policy.resize_to[0] if whole_image is None else 8 + index % 7
+        return np.full((side, 8, 3), index % 251, np.uint8)
 
     def fake_score(pixels):
         with lock:
@@ -165,7 +168,7 @@ def test_scoring_10000_photos_holds_a_few_batches_and_fills_every_batch(monkeypa
         return {signature.DISTRIBUTION: tf.zeros([pixels.shape[0], 10]), signature.MEAN: mean, signature.STD: mean * 0}
 
     monkeypatch.setattr(predict, "prepare", fake_prepare)
-    model = predict.PixelModel(score=fake_score, image_size=8, saved_model=None)
+    model = predict.PixelModel(score=fake_score, image_size=None if whole_image else 8, saved_model=None, whole_image=whole_image)
     report = predict.score_files(model, [str(i) for i in range(count)], batch_size, progress=False)
 
     failed = [i for i in range(count) if i % 97 == 0]
@@ -173,7 +176,13 @@ def test_scoring_10000_photos_holds_a_few_batches_and_fills_every_batch(monkeypa
     assert [f.path for f in report.failures] == [str(i) for i in failed]
     assert report.not_images == [str(i) for i in skipped]
     assert len(report.scores) == sum(calls) == count - len(failed) - len(skipped)
-    assert all(size == batch_size for size in calls[:-1]) and 0 < calls[-1] <= batch_size
-    assert live["peak"] <= (predict.BATCHES_AHEAD + 1) * batch_size, live
+    if whole_image is None:
+        assert all(size == batch_size for size in calls[:-1]) and 0 < calls[-1] <= batch_size
+    else:  # the largest group is scored when the window fills: never fewer than a seventh of it
+        assert all(size >= predict.BATCHES_AHEAD * batch_size // 7 for size in calls[:-7]), calls
+    # In the pool BATCHES_AHEAD batches; waiting for their batch, less than one of a square
+    # model's, at most BATCHES_AHEAD of photos of many shapes.
+    waiting = 1 if whole_image is None else predict.BATCHES_AHEAD
+    assert live["peak"] <= (predict.BATCHES_AHEAD + waiting) * batch_size, live
     means = [s.mean for s in report.scores]
     assert means == sorted(means, reverse=True) and {s.mean for s in report.scores if s.path == "250"} == {250.0}

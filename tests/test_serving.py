@@ -273,15 +273,15 @@ def test_tflite_models_score_the_test_split_as_the_saved_model(responsive, signa
         runner = interpreter.get_signature_runner(signature.PIXELS_SIGNATURE)
         means = np.array([runner(**{signature.PIXELS: photo[None]})[signature.MEAN][0] for photo in pixels])
         assert np.abs(means - expected).max() <= export.TFLITE_MEAN_TOLERANCE[kind], kind
-    info = json.loads((pathlib.Path(export_dir) / export.EXTRA_DIR / export.INFO_FILE).read_text())
+    info = json.loads((pathlib.Path(export_dir) / signature.EXTRA_DIR / signature.INFO_FILE).read_text())
     assert info["image_size"] == SIZE and sorted(info["tflite"]) == sorted(export.TFLITE_KINDS)
 
 
 def test_export_command_writes_both_signatures_the_keras_model_and_the_tflite_asked_for(exported, trained_workdir):
     loaded = tf.saved_model.load(exported)
     assert sorted(loaded.signatures) == sorted([signature.SIGNATURE, signature.PIXELS_SIGNATURE])
-    assert (pathlib.Path(exported) / export.EXTRA_DIR / export.KERAS_FILE).stat().st_size > 0
-    info = json.loads((pathlib.Path(exported) / export.EXTRA_DIR / export.INFO_FILE).read_text())
+    assert (pathlib.Path(exported) / signature.EXTRA_DIR / export.KERAS_FILE).stat().st_size > 0
+    info = json.loads((pathlib.Path(exported) / signature.EXTRA_DIR / signature.INFO_FILE).read_text())
     assert info["tflite"] == {"dynamic_int8": {"file": "nima_dynamic_int8.tflite", "mean_tolerance": export.TFLITE_MEAN_TOLERANCE["dynamic_int8"]}}
     size = run_dir.load_config(trained_workdir).input.image_size
     runner = tf.lite.Interpreter(model_path=export.tflite_path(exported, "dynamic_int8")).get_signature_runner(signature.PIXELS_SIGNATURE)
