@@ -41,7 +41,7 @@ def main() -> None:
 
     ceiling_dataset = (
         input_pipeline.eval_records(config, config.dataset.train_split)
-        .map(lambda r: {input_pipeline.PIXELS: tf.io.decode_jpeg(r[features.IMAGE], channels=3)},
+        .map(lambda r: {input_pipeline.PIXELS: input_pipeline.decode_stored(r[features.IMAGE])},
              num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
         .batch(BATCH)
         .prefetch(tf.data.AUTOTUNE)

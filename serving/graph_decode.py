@@ -18,9 +18,6 @@ import tensorflow as tf
 from trainer import input_pipeline
 
 ORIENTATION_TAG = 0x0112
-# libjpeg's exact integer IDCT, the one Pillow decodes with: TensorFlow's default (the fast
-# one) is 1.4 grey levels off on average, up to 13, and would make the two signatures disagree.
-JPEG_DCT_METHOD = "INTEGER_ACCURATE"
 _MAX_SEGMENTS = 64  # JPEG segments searched for the Exif one (it comes first or second)
 _MAX_IFD_ENTRIES = 64  # IFD0 entries searched; tags are sorted and Orientation is among the first
 _SHORT, _LONG = 3, 4  # TIFF field types
@@ -77,7 +74,7 @@ def orient(image: tf.Tensor, orientation: tf.Tensor) -> tf.Tensor:
 def _decode(encoded: tf.Tensor) -> tf.Tensor:
     return tf.cond(
         _is_jpeg(encoded),
-        lambda: tf.io.decode_jpeg(encoded, channels=0, dct_method=JPEG_DCT_METHOD),
+        lambda: tf.io.decode_jpeg(encoded, channels=0, dct_method=input_pipeline.JPEG_DCT_METHOD),
         lambda: tf.io.decode_image(encoded, channels=0, expand_animations=False),
     )
 

@@ -6,7 +6,7 @@ import io
 import numpy as np
 import pytest
 import tensorflow as tf
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from ava_tfds.ava import features
 from trainer import input_pipeline, task
@@ -163,3 +163,19 @@ def test_whole_photos_need_a_pyramid_model(spp_demo_config):
     spp_demo_config.model.pooling = "avg"
     with pytest.raises(ValueError, match="pooling=spp"):
         input_pipeline.eval_dataset(spp_demo_config, "test", batch_size=8)
+
+
+@pytest.mark.parametrize("quality, subsampling", [(75, 0), (90, 2)])
+def test_training_and_evaluation_decode_a_stored_jpeg_to_pillows_pixels(quality, subsampling):
+    """Scoring decodes with Pillow; TensorFlow's default fast IDCT is about a grey level off."""
+    rng = np.random.default_rng(quality)
+    photo = Image.fromarray(rng.integers(0, 255, (97, 131, 3), dtype=np.uint8)).filter(ImageFilter.GaussianBlur(1))
+    buffer = io.BytesIO()
+    photo.save(buffer, format="JPEG", quality=quality, subsampling=subsampling)
+    data = buffer.getvalue()
+    pillow = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    np.testing.assert_array_equal(input_pipeline.decode_stored(tf.constant(data)).numpy(), pillow)
+    window = tf.image.decode_and_crop_jpeg(data, [8, 16, 64, 80], channels=3, dct_method=input_pipeline.JPEG_DCT_METHOD)
+    # Chroma upsampled at the window's edge sees no pixels beyond it: exact inside.
+    np.testing.assert_array_equal(window.numpy()[2:-2, 2:-2], pillow[10:70, 18:94])
+    assert np.abs(tf.io.decode_jpeg(data, channels=3).numpy().astype(int) - pillow).mean() > 0.5

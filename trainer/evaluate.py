@@ -171,7 +171,7 @@ def _images_by_id(config, split: str, wanted: set[int]) -> dict[int, np.ndarray]
     for record in input_pipeline.eval_records(config, split).as_numpy_iterator():
         image_id = int(record[features.IMAGE_ID])
         if image_id in wanted:
-            images[image_id] = tf.io.decode_image(record[features.IMAGE], channels=3, expand_animations=False).numpy()
+            images[image_id] = input_pipeline.decode_stored(record[features.IMAGE]).numpy()
     return images
 
 
