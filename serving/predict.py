@@ -118,13 +118,16 @@ def load_model(model_dir: str) -> PixelModel:
     if image_size is not None:
         return PixelModel(score, int(image_size), saved_model)
     info_path = os.path.join(model_dir, signature.EXTRA_DIR, signature.INFO_FILE)
-    whole_image = json.loads(tf.io.gfile.GFile(info_path).read()).get("whole_image") if tf.io.gfile.exists(info_path) else None
-    if not whole_image:
+    try:
+        with tf.io.gfile.GFile(info_path) as file:
+            whole_image = json.load(file)["whole_image"]
+        sizing = (int(whole_image["max_side"]), int(whole_image["side_multiple"]))
+    except (tf.errors.OpError, OSError, ValueError, KeyError, TypeError) as error:
         raise NotASavedModelError(
             f"--model={model_dir} takes photos of any shape but {info_path} does not say how to size them "
-            f"(whole_image): export the run again with {export_command}"
-        )
-    return PixelModel(score, None, saved_model, (int(whole_image["max_side"]), int(whole_image["side_multiple"])))
+            f"({type(error).__name__}: {error}): export the run again with {export_command}"
+        ) from None
+    return PixelModel(score, None, saved_model, sizing)
 
 
 def scoring_policy(image_size: int | None) -> images.ImagePolicy:
