@@ -214,6 +214,7 @@ def run(
         progress.epoch.assign(0)
         manager.save(checkpoint_number=_read(progress.global_step))
     _remove_scratch_dir(writes)
+    _wait_for_every_worker(strategy)
     return best_checkpoint(workdir)
 
 
@@ -227,6 +228,19 @@ def best_checkpoint(workdir: str) -> str | None:
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
     """The one worker whose checkpoints, logs and history count (TF decides, per strategy)."""
     return strategy.extended.should_checkpoint
+
+
+def _wait_for_every_worker(strategy: tf.distribute.Strategy) -> None:
+    """An all-reduce that every worker must join. The chief joins only after its last save,
+    so no other worker then reads a best checkpoint that the chief is still writing, or
+    has just rotated away (`max_to_keep`): that race lost a multi-worker run its test
+    metrics. Within one process it returns at once."""
+
+    @tf.function
+    def all_reduce():
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(lambda: tf.ones([])), axis=None)
+
+    all_reduce()
 
 
 def multi_step(step: Callable[[Iterator], tf.Tensor]) -> Callable[[Iterator, tf.Tensor], tf.Tensor]:
