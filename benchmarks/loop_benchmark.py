@@ -70,8 +70,11 @@ class _SteadyTiming(loop.Action):
     `loop.run` (once per phase of a real run), which `model.fit` caches across calls, so the
     loop's rate is timed from there to the run's end, its epoch-end checkpoint included."""
 
+    first_log: float | None = None  # perf_counter() then
+    first_log_step = 0
+
     def on_log(self, global_step: int, loss: float, learning_rate: float) -> None:
-        if not hasattr(self, "first_log"):
+        if self.first_log is None:
             self.first_log, self.first_log_step = time.perf_counter(), global_step
 
 

@@ -42,9 +42,7 @@ def decode_whole_for_model(encoded: tf.Tensor, max_side: int, side_multiple: int
     (`input_pipeline.whole_image_size` of the upright shape). Turned first here, since
     the shape the photo is resized to depends on which way up it is."""
     upright = orient(_rgb_on_white(_decode(encoded)), exif_orientation(encoded))
-    shape = tf.shape(upright)
-    height, width = input_pipeline.whole_image_size(shape[0], shape[1], max_side, side_multiple)
-    return tf.image.resize(upright, tf.stack([height, width]), antialias=True)
+    return input_pipeline.resize_whole(upright, max_side, side_multiple)
 
 
 def exif_orientation(encoded: tf.Tensor) -> tf.Tensor:

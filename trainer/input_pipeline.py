@@ -165,10 +165,14 @@ def whole_image_size(height: tf.Tensor, width: tf.Tensor, max_side: int, side_mu
 def decode_whole_for_model(encoded: tf.Tensor, max_side: int, side_multiple: int) -> tf.Tensor:
     """The evaluation transform of one dataset image for a whole-image model: the whole
     photo resized to `whole_image_size`, 0..255 float32 [height, width, 3]."""
-    image = decode_stored(encoded)
+    return resize_whole(tf.cast(decode_stored(encoded), tf.float32), max_side, side_multiple)
+
+
+def resize_whole(image: tf.Tensor, max_side: int, side_multiple: int) -> tf.Tensor:
+    """float32 [H, W, 3] resized to its `whole_image_size`, as evaluation and serving resize."""
     shape = tf.shape(image)
     height, width = whole_image_size(shape[0], shape[1], max_side, side_multiple)
-    return tf.image.resize(tf.cast(image, tf.float32), tf.stack([height, width]), antialias=True)
+    return tf.image.resize(image, tf.stack([height, width]), antialias=True)
 
 
 class DatasetNotBuiltError(FileNotFoundError):
