@@ -5,9 +5,10 @@ Pure functions, no Beam, no TensorFlow. `decode` turns a file of any format Pill
 (grayscale, CMYK, palette, alpha, 16-bit, EXIF-rotated, with an ICC profile, the first
 frame of an animation; HEIC too where pillow-heif is installed) into upright sRGB RGB
 pixels with the colours a browser shows, resized as the policy says. The build stores
-them with `reencode` (a JPEG for the `ava` dataset); `serving.predict` feeds them to the
-exported model. A photo is scored from the very pixels the build would have stored for
-it, so a score means what the training data meant.
+them with `reencode` (a JPEG for the `ava` dataset); scoring (`trainer.model_input`)
+re-encodes a photo the same way before the evaluation's own transform, so a photo is
+scored from the very pixels the build would have stored for it and a score means what
+the training data meant.
 
 AVA's public copies hold empty files, truncated and undecodable JPEGs and broken EXIF; a
 scraped image may be huge or in a format nobody planned for. Every such input becomes a
@@ -23,7 +24,6 @@ import contextlib
 import dataclasses
 import functools
 import io
-import math
 import warnings
 from typing import Iterator, Optional
 
@@ -41,6 +41,7 @@ with contextlib.suppress(ImportError):  # the `heic` extra: HEIC/HEIF, what phon
 DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS
 DEFAULT_MIN_SIDE = 32
 DEFAULT_JPEG_QUALITY = 95
+STORED_SIZE = (256, 256)  # (width, height) NIMA's dataset squashes every photo to
 _WHITE = (255, 255, 255)
 _SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
 _LAB = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB"))
@@ -56,23 +57,17 @@ _CACHED_TRANSFORMS = 32
 class ImagePolicy:
     """What a valid image is and how it is sized.
 
-    resize_to: (width, height) to squash every image to, or None to keep the original
-        size (the `full` config, for models that must see the composition).
-    resample: the filter of that resize. The build's bicubic is kept as it was; scoring
-        asks for bilinear, which is what the exported model's own decoding applies.
-    reducing_gap: a JPEG larger than resize_to is decoded at the smallest power-of-two
-        DCT scale that keeps at least reducing_gap times its size (Pillow's name). The
-        build's 1 is as it always was; scoring's 2 leaves a bilinear step after the
-        DCT's box filter: a few hundredths of a grey level from a full decode's pixels
-        on average, at a quarter of its cost for a phone's photo.
+    resize_to: (width, height) to squash every image to (bicubic; a larger JPEG is first
+        decoded at the smallest DCT scale that still covers it, Pillow's `draft`), or
+        None to keep the original size (the `full` config, for models that must see the
+        composition). Scoring replays exactly this (`trainer.model_input`), in the graph too
+        (`serving.graph_decode`), so neither may change without the other.
     """
 
-    resize_to: Optional[tuple[int, int]] = (256, 256)
+    resize_to: Optional[tuple[int, int]] = STORED_SIZE
     min_side: int = DEFAULT_MIN_SIDE
     max_pixels: int = DEFAULT_MAX_PIXELS
     jpeg_quality: int = DEFAULT_JPEG_QUALITY
-    resample: Image.Resampling = Image.Resampling.BICUBIC
-    reducing_gap: float = 1.0
 
 
 class NotAnImage(RejectedInput):
@@ -114,8 +109,8 @@ def decode(data: bytes, policy: ImagePolicy = ImagePolicy()) -> DecodedImage:
 
     The pixel count is checked from the header before anything is decoded, so a
     decompression bomb costs nothing. When shrinking a JPEG, the decoder works at the
-    smallest power-of-two scale that still covers the target (draft mode, see
-    `ImagePolicy.reducing_gap`), which is most of the speed of the build and of scoring.
+    smallest power-of-two scale that still covers the target (draft mode), which is
+    most of the speed of the build and of scoring.
 
     Raises NotAnImage (EMPTY_FILE, UNDECODABLE), or RejectedInput with UNDECODABLE,
     TRUNCATED, TOO_SMALL or TOO_MANY_PIXELS, and nothing else: an exception nobody
@@ -174,12 +169,12 @@ def _decode(data: bytes, policy: ImagePolicy) -> DecodedImage:
         )
     source_format, source_mode = image.format or "unknown", image.mode
     if policy.resize_to is not None and image.format == "JPEG":
-        image.draft("RGB", tuple(math.ceil(side * policy.reducing_gap) for side in policy.resize_to))
+        image.draft("RGB", policy.resize_to)
     _load(image)
     image, exif_rotated, broken_exif = _upright(image)
     image, icc_converted, broken_icc = _to_srgb(image)
     if policy.resize_to is not None and image.size != tuple(policy.resize_to):
-        image = image.resize(policy.resize_to, policy.resample)
+        image = image.resize(policy.resize_to, Image.Resampling.BICUBIC)
     return DecodedImage(
         image=image,
         source_format=source_format,

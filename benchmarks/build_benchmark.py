@@ -51,7 +51,7 @@ GOAL_FULL_SCALE_S = 25 * 60
 GOAL_PER_CORE = 0.8
 GOAL_SCALING = 1.6
 SAMPLE_INTERVAL_S = 0.5
-POLICIES = {"256": images.ImagePolicy(resize_to=(256, 256)), "full": images.ImagePolicy(resize_to=None)}
+POLICIES = {"256": images.ImagePolicy(), "full": images.ImagePolicy(resize_to=None)}
 DATAFLOW_VCPUS_PER_WORKER = 4
 DATAFLOW_WORKERS = 32
 DATAFLOW_USD_PER_VCPU_HOUR = 0.056  # n1-standard batch vCPU price incl. memory, us-central1, approximate

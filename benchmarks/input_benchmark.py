@@ -18,7 +18,7 @@ import tensorflow as tf
 from ava_tfds.ava import features
 from benchmarks import common
 from configs import nima_mobilenet
-from trainer import input_pipeline
+from trainer import input_pipeline, model_input
 
 BATCH = 64
 GOAL = 0.90
@@ -41,7 +41,7 @@ def main() -> None:
 
     ceiling_dataset = (
         input_pipeline.eval_records(config, config.dataset.train_split)
-        .map(lambda r: {input_pipeline.PIXELS: input_pipeline.decode_stored(r[features.IMAGE])},
+        .map(lambda r: {input_pipeline.PIXELS: model_input.decode_stored(r[features.IMAGE])},
              num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
         .batch(BATCH)
         .prefetch(tf.data.AUTOTUNE)

@@ -5,23 +5,24 @@ what the model's head reports (`trainer.heads`): `mean` [N] always, the score;
 `distribution` [N, 10] and `std` [N] from the distribution head; `probability_beautiful`
 [N] from the binary head:
 
+A photo's score is what the evaluation computes for it (`trainer.model_input`): the
+pixels the dataset's build would have stored for it, resized as the evaluation resizes.
+
 - `serving_default` takes a batch of encoded files (string tensor: JPEG, PNG, GIF, BMP or
-  WebP bytes, any size). Decoding, EXIF orientation, transparency on white and the
-  resize are in the graph (`serving.graph_decode`), so TF Serving, a Vertex AI endpoint or
-  `tf.saved_model.load` need nothing but TensorFlow.
-- `score_pixels` takes uint8 pixels [N, S, S, 3] already normalised (upright sRGB RGB)
-  and squashed to the model's size S, for clients that decode themselves: every format
-  Pillow reads, ICC profiles applied. `serving.predict` feeds it `ava_core.images.decode`,
-  the build's own normalisation. The pixels come sized because a batch must share one
-  size anyway, and one resize (the client's) is one blur, not two.
+  WebP bytes, any size) and replays the build and the evaluation's resize in the graph
+  (`serving.graph_decode`), so TF Serving, a Vertex AI endpoint or `tf.saved_model.load`
+  need nothing but TensorFlow.
+- `score_pixels` takes the network's input itself, uint8 [N, S, S, 3], for clients that
+  prepare photos themselves: every format Pillow reads, ICC profiles applied.
+  `serving.predict` feeds it `InputContract.from_photo`, the evaluation's own pixels.
 
 A model with pyramid pooling trained on whole photos (`configs/nima_spp.py`) takes them
-the same way here: the bytes signature turns each photo upright and resizes it as the
-evaluation does, its longer side to `max_side` (`input_pipeline.whole_image_size`), and
-scores it alone; its pixel signature takes [N, H, W, 3] of any one shape.
+the same way here: the bytes signature resizes each photo as the evaluation does, its
+longer side to `max_side` (`model_input.whole_image_size`), and scores it alone; its
+pixel signature takes [N, H, W, 3] of any one shape.
 
 `OUT/assets.extra/` (`signature.EXTRA_DIR`, ignored by TF Serving) holds the Keras model for further fine-tuning,
-`export_info.json` (source checkpoint, input size, config, TFLite files) and, with
+`export_info.json` (source checkpoint, the input contract, config, TFLite files) and, with
 `--tflite=KIND` (repeatable), TFLite models for phones, converted from `score_pixels`:
 the same pixels in, the same outputs, allocated for one photo a call. A whole-photo
 model's TFLite input is [1, H, W, 3] of each photo's own shape (its signature runner, or
@@ -43,7 +44,7 @@ from absl import app, flags, logging
 
 from ava_core import ratings
 from serving import graph_decode, signature
-from trainer import heads, input_pipeline, run_dir
+from trainer import heads, input_pipeline, model_input, run_dir
 
 KERAS_FILE = "nima.keras"
 TFLITE_KINDS = ("float32", "float16", "dynamic_int8")
@@ -57,27 +58,27 @@ FLAGS = flags.FLAGS
 
 def export(
     model: keras.Model,
-    image_size: int,
+    contract: model_input.InputContract,
     export_dir: str,
     info: dict,
     tflite: tuple[str, ...] = (),
-    whole_image: tuple[int, int] | None = None,
 ) -> None:
-    """whole_image: (max_side, side_multiple) of a model that takes whole photos at their
-    aspect ratio (`input_pipeline.keeps_aspect_ratio`); its bytes signature resizes each
-    photo as the evaluation does and scores it alone (photos of a batch differ in shape),
-    and its pixel signature takes a batch of any one shape."""
+    """A whole-photo model (`contract.whole_image`) scores each photo of the bytes
+    signature alone (photos of a batch differ in shape), and its pixel signature takes a
+    batch of any one shape."""
+    image_size = contract.image_size
+
     def serve_images(images: tf.Tensor) -> dict[str, tf.Tensor]:
         pixels = tf.map_fn(
-            lambda encoded: graph_decode.decode_for_model(encoded, image_size),
+            lambda encoded: graph_decode.from_photo(encoded, contract),
             images,
-            fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.float32),
+            fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.uint8),
         )
-        return outputs(model, pixels)
+        return outputs(model, tf.cast(pixels, tf.float32))
 
     pixels_shape = [None, image_size, image_size, 3]
-    if whole_image:
-        max_side, side_multiple = whole_image
+    if contract.whole_image:
+        max_side = contract.whole_image[0]
         one_photo = {
             name: tf.TensorSpec(value.shape[1:], value.dtype)
             for name, value in outputs(model, tf.zeros([1, max_side, max_side, 3])).items()
@@ -85,7 +86,7 @@ def export(
 
         def serve_images(images: tf.Tensor) -> dict[str, tf.Tensor]:
             def score_one(encoded):
-                pixels = graph_decode.decode_whole_for_model(encoded, max_side, side_multiple)
+                pixels = tf.cast(graph_decode.from_photo(encoded, contract), tf.float32)
                 return {name: value[0] for name, value in outputs(model, pixels[None]).items()}
 
             return tf.map_fn(score_one, images, fn_output_signature=one_photo)
@@ -118,8 +119,7 @@ def export(
     with tf.io.gfile.GFile(os.path.join(extra, signature.INFO_FILE), "w") as file:
         json.dump(
             {
-                "image_size": image_size,
-                "whole_image": dict(zip(("max_side", "side_multiple"), whole_image)) if whole_image else None,
+                signature.INPUT_CONTRACT: contract.to_json(),
                 "num_bins": ratings.NUM_BINS,
                 "tflite": tflite_info,
                 **info,
@@ -165,9 +165,8 @@ def main(argv: list[str]) -> None:
     config = run_dir.load_config(FLAGS.workdir)
     model, checkpoint = run_dir.restore_model(FLAGS.workdir, config)
     tflite = tuple(dict.fromkeys(FLAGS.tflite))
-    whole_image = (config.input.max_side, config.input.side_multiple) if input_pipeline.keeps_aspect_ratio(config) else None
     info = {"checkpoint": checkpoint, "config": config.to_dict()}
-    export(model, config.input.image_size, FLAGS.export_dir, info, tflite, whole_image)
+    export(model, input_pipeline.input_contract(config), FLAGS.export_dir, info, tflite)
     logging.info("exported %s to %s", checkpoint, FLAGS.export_dir)
     outputs_named = ", ".join(outputs(model, tf.zeros([1, config.input.image_size, config.input.image_size, 3])))
     print(

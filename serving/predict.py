@@ -2,13 +2,13 @@
 
 PATHs are files, folders (searched recursively) or glob patterns, local or gs://. Every
 file is tried whatever its name, since the content decides: JPEG, PNG, GIF, BMP, TIFF,
-WebP, MPO, AVIF, HEIC (with the `heic` extra) and whatever else Pillow reads. A photo is
-normalised by `ava_core.images.decode`, the dataset build's own function (upright by
-EXIF, sRGB by ICC profile, alpha on white, first frame), squashed to the model's size
-and scored by the SavedModel's pixel signature, so it reaches the network as the
-training photos did. For a model that takes whole photos (pyramid pooling,
-`configs/nima_spp.py`) the photo keeps its aspect ratio and is resized as the evaluation
-resizes it (`input_pipeline.whole_image_size`); photos of one shape share a batch.
+WebP, MPO, AVIF, HEIC (with the `heic` extra) and whatever else Pillow reads. A photo's
+score is what the evaluation would compute for it: `InputContract.from_photo`
+(`trainer.model_input`, recorded with the model) normalises it with the dataset build's
+own function (upright by EXIF, sRGB by ICC profile, alpha on white, first frame), stores
+it as the build does and resizes it as the evaluation does, and the SavedModel's pixel
+signature scores those very pixels. For a model that takes whole photos (pyramid
+pooling, `configs/nima_spp.py`) photos of one shape share a batch.
 
 Decoding runs in a pool of threads while the model scores the previous batch; batches
 are filled from the photos that decoded, and at most a few batches of pixels are in
@@ -38,12 +38,11 @@ import numpy as np
 import tensorflow as tf
 import tqdm
 from absl import app, flags
-from PIL import Image
 
 from ava_core import images
 from ava_core.rejections import RejectedInput
 from serving import signature
-from trainer import input_pipeline
+from trainer import model_input
 
 # Batches of decoded photos the decoding threads may hold ahead of the model: one to fill
 # while the model scores another keeps both busy; more would only hold memory.
@@ -87,13 +86,11 @@ class Report:
 
 @dataclasses.dataclass(frozen=True)
 class PixelModel:
-    """The SavedModel's pixel signature and the pixels it takes: [N, S, S, 3] with S the
-    image_size, or, for a whole-photo model, [N, H, W, 3] sized by whole_image."""
+    """The SavedModel's pixel signature and how a photo becomes its input."""
 
     score: Any  # the concrete function: score(pixels=uint8 tensor) -> {output name: tensor}
-    image_size: int | None
+    contract: model_input.InputContract
     saved_model: Any  # keeps the variables the function reads alive
-    whole_image: tuple[int, int] | None = None  # (max_side, side_multiple), as `serving.export` records it
 
 
 class NotASavedModelError(FileNotFoundError):
@@ -101,43 +98,29 @@ class NotASavedModelError(FileNotFoundError):
 
 
 def load_model(model_dir: str) -> PixelModel:
-    """The model's pixel signature; a directory that holds no such SavedModel is a one-line error."""
+    """The model's pixel signature and input contract; a directory that holds no such
+    SavedModel is a one-line error."""
     export_command = f"`python -m serving.export --workdir=RUN --export_dir={model_dir}`"
     if not tf.saved_model.contains_saved_model(model_dir):
         raise NotASavedModelError(
             f"--model={model_dir} holds no SavedModel (saved_model.pb): export a trained run with {export_command}"
         )
+    info_path = os.path.join(model_dir, signature.EXTRA_DIR, signature.INFO_FILE)
+    try:
+        with tf.io.gfile.GFile(info_path) as file:
+            contract = model_input.InputContract.from_json(json.load(file)[signature.INPUT_CONTRACT])
+    except (tf.errors.OpError, OSError, ValueError, KeyError, TypeError) as error:
+        raise NotASavedModelError(
+            f"--model={model_dir}: {info_path} does not say how photos become the model's input "
+            f"({type(error).__name__}: {error}): it was exported by an older version; export the run again with {export_command}"
+        ) from None
     saved_model = tf.saved_model.load(model_dir)
     if signature.PIXELS_SIGNATURE not in saved_model.signatures:
         raise NotASavedModelError(
             f"--model={model_dir} has no {signature.PIXELS_SIGNATURE!r} signature (it has {sorted(saved_model.signatures)}): "
             f"it was exported by an older version; export the run again with {export_command}"
         )
-    score = saved_model.signatures[signature.PIXELS_SIGNATURE]
-    image_size = score.structured_input_signature[1][signature.PIXELS].shape[1]
-    if image_size is not None:
-        return PixelModel(score, int(image_size), saved_model)
-    info_path = os.path.join(model_dir, signature.EXTRA_DIR, signature.INFO_FILE)
-    try:
-        with tf.io.gfile.GFile(info_path) as file:
-            whole_image = json.load(file)["whole_image"]
-        sizing = (int(whole_image["max_side"]), int(whole_image["side_multiple"]))
-    except (tf.errors.OpError, OSError, ValueError, KeyError, TypeError) as error:
-        raise NotASavedModelError(
-            f"--model={model_dir} takes photos of any shape but {info_path} does not say how to size them "
-            f"({type(error).__name__}: {error}): export the run again with {export_command}"
-        ) from None
-    return PixelModel(score, None, saved_model, sizing)
-
-
-def scoring_policy(image_size: int | None) -> images.ImagePolicy:
-    """The build's checks and normalisation, squashed to the model's size with the bilinear
-    filter the bytes signature uses; a large JPEG is decoded at a reduced DCT scale that
-    keeps twice that size (`ImagePolicy.reducing_gap`). With no size (a whole-photo model)
-    the photo is decoded whole, as the `full` dataset stores it, and sized by `prepare`."""
-    if image_size is None:
-        return images.ImagePolicy(resize_to=None, resample=Image.Resampling.BILINEAR)
-    return images.ImagePolicy(resize_to=(image_size, image_size), resample=Image.Resampling.BILINEAR, reducing_gap=2.0)
+    return PixelModel(saved_model.signatures[signature.PIXELS_SIGNATURE], contract, saved_model)
 
 
 def expand_paths(patterns: Sequence[str]) -> tuple[list[str], list[Failure]]:
@@ -171,7 +154,6 @@ def score_files(
     group is scored as it is, so no more than 2 x `BATCHES_AHEAD` batches of pixels are held
     (waiting and in the pool) whatever the mix of shapes.
     """
-    policy = scoring_policy(model.image_size)
     report = Report([], [], [])
     waiting: dict[tuple[int, ...], list[tuple[str, np.ndarray]]] = {}
 
@@ -183,7 +165,7 @@ def score_files(
     with concurrent.futures.ThreadPoolExecutor(threads or os.cpu_count()) as pool, tqdm.tqdm(
         total=len(paths), unit="photo", disable=None if progress is None else not progress, file=sys.stderr
     ) as bar:
-        for path, prepared in _prepared(pool, paths, policy, model.whole_image, BATCHES_AHEAD * batch_size):
+        for path, prepared in _prepared(pool, paths, model.contract, BATCHES_AHEAD * batch_size):
             if isinstance(prepared, np.ndarray):
                 group = waiting.setdefault(prepared.shape, [])
                 group.append((path, prepared))
@@ -203,17 +185,12 @@ def score_files(
     return report
 
 
-def prepare(path: str, policy: images.ImagePolicy, whole_image: tuple[int, int] | None = None) -> np.ndarray | Failure | Skipped:
-    """The model's pixels for one file (uint8 [S, S, 3], or [H, W, 3] resized as
-    `whole_image` = (max_side, side_multiple) says), or why there are none."""
+def prepare(path: str, contract: model_input.InputContract) -> np.ndarray | Failure | Skipped:
+    """The model's pixels for one file (`InputContract.from_photo`), or why there are none."""
     try:
         with tf.io.gfile.GFile(path, "rb") as file:
             data = file.read()
-        decoded = images.decode(data, policy)
-        if whole_image is None:
-            return decoded.pixels
-        height, width = input_pipeline.whole_image_size(decoded.image.height, decoded.image.width, *whole_image)
-        return np.asarray(decoded.image.resize((int(width), int(height)), policy.resample))
+        return contract.from_photo(data)
     except images.NotAnImage:
         return Skipped(path)
     except RejectedInput as error:
@@ -282,11 +259,7 @@ def _bar(distribution: Sequence[float]) -> str:
 
 
 def _prepared(
-    pool: concurrent.futures.Executor,
-    paths: Sequence[str],
-    policy: images.ImagePolicy,
-    whole_image: tuple[int, int] | None,
-    ahead: int,
+    pool: concurrent.futures.Executor, paths: Sequence[str], contract: model_input.InputContract, ahead: int
 ) -> Iterator[tuple[str, Any]]:
     """(path, what `prepare` returned) in path order, with `ahead` files in the pool.
 
@@ -294,11 +267,11 @@ def _prepared(
     there are, no more than `ahead` decoded photos wait in memory.
     """
     remaining = iter(paths)
-    pending = collections.deque((path, pool.submit(prepare, path, policy, whole_image)) for path in itertools.islice(remaining, ahead))
+    pending = collections.deque((path, pool.submit(prepare, path, contract)) for path in itertools.islice(remaining, ahead))
     while pending:
         path, future = pending.popleft()
         for following in itertools.islice(remaining, 1):
-            pending.append((following, pool.submit(prepare, following, policy, whole_image)))
+            pending.append((following, pool.submit(prepare, following, contract)))
         yield path, future.result()
 
 

@@ -6,17 +6,19 @@ from trainer import heads
 SIGNATURE = "serving_default"  # encoded files in: needs nothing but TensorFlow
 IMAGES = "images"  # [N] string: encoded image files (JPEG, PNG, GIF, BMP, WebP), any size
 
-PIXELS_SIGNATURE = "score_pixels"  # decoded pixels in: for clients that normalise photos themselves
-# [N, S, S, 3] uint8: upright sRGB RGB, already squashed to the model's S x S (bilinear,
-# antialiased); S is in the signature's shape and in assets.extra/export_info.json. A
+PIXELS_SIGNATURE = "score_pixels"  # the network's input: for clients that prepare photos themselves
+# [N, S, S, 3] uint8: the pixels the evaluation feeds, upright sRGB RGB at the model's
+# S x S (`trainer.model_input.InputContract.from_photo` makes them from any photo file). A
 # whole-photo model (pyramid pooling) takes [N, H, W, 3] of any one shape instead.
 PIXELS = "pixels"
 
-# Beside the SavedModel, ignored by TF Serving: EXTRA_DIR/INFO_FILE (JSON) records the
-# input the pixel signature expects: "image_size" S, or for a whole-photo model
-# "whole_image" {"max_side", "side_multiple"}, the sizing of `input_pipeline.whole_image_size`.
+# Beside the SavedModel, ignored by TF Serving: EXTRA_DIR/INFO_FILE (JSON) records under
+# INPUT_CONTRACT how a photo becomes the pixel signature's input
+# (`trainer.model_input.InputContract.to_json`): the model's size or whole-photo sizing,
+# and the size and JPEG quality its training data was stored at.
 EXTRA_DIR = "assets.extra"
 INFO_FILE = "export_info.json"
+INPUT_CONTRACT = "input"
 
 # The outputs, named and computed by the model's head (trainer/heads.py); MEAN always.
 MEAN = heads.MEAN  # [N] float32: the score (the distribution's mean, or the regression's); binary: a ranking score, 0.5 -> 5

@@ -100,20 +100,26 @@ def sample_data_dir(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
-def framed_data_dir(tmp_path_factory) -> str:
-    """`ava/full` built from a small framed sample (wide and tall photos at their own size),
-    through the real build command: the whole-image input's dataset, smaller than `sample_full`."""
-    import subprocess
-    import sys
-
+def framed_ava_dir(tmp_path_factory) -> pathlib.Path:
+    """A small framed sample in AVA's layout: wide and tall photos at their own size."""
     from ava_core import sample
 
     ava_dir = tmp_path_factory.mktemp("framed_ava")
     sample.write_sample(str(ava_dir), num_images=240, seed=1, min_side=96, max_side=160, framed=True)
+    return ava_dir
+
+
+@pytest.fixture(scope="session")
+def framed_data_dir(framed_ava_dir, tmp_path_factory) -> str:
+    """`ava/full` built from the framed sample through the real build command: the
+    whole-image input's dataset, smaller than `sample_full`."""
+    import subprocess
+    import sys
+
     data_dir = tmp_path_factory.mktemp("framed_tfds")
     subprocess.run(
         [
-            sys.executable, "-m", "beam_pipelines.build", "--config=full", f"--ava_dir={ava_dir}",
+            sys.executable, "-m", "beam_pipelines.build", "--config=full", f"--ava_dir={framed_ava_dir}",
             f"--output_dir={data_dir}", "--direct_num_workers=2",
         ],
         check=True, cwd=pathlib.Path(__file__).resolve().parents[1], capture_output=True,

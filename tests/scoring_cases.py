@@ -22,10 +22,9 @@ import icc_profiles
 import image_zoo
 
 WIDTH, HEIGHT = 96, 64
-# TensorFlow's own decoders convert these to 8 bits their way: CMYK with truncating integer
-# arithmetic, 16 bits by keeping the high byte. The bytes signature's pixels then differ
-# from Pillow's (the build's) by a third to a half of a grey level on average.
-TF_8BIT_CONVERSIONS = frozenset({"jpeg-cmyk", "png-grey16"})
+# TensorFlow's own decoder converts CMYK to RGB with truncating integer arithmetic: the bytes
+# signature's pixels then differ from Pillow's (the build's) by half a grey level on average.
+TF_CMYK_CONVERSION = frozenset({"jpeg-cmyk"})
 # The stored array S of an upright picture U under each orientation, from the Exif
 # standard's description of where the stored 0th row and 0th column are seen.
 STORED = {
@@ -84,7 +83,7 @@ def cases() -> dict[str, Case]:
     exact = picture.astype(np.float64)
     found = [
         *(Case(f"exif-{o}-{order}", oriented_jpeg(o, order), exact, 1.5, True) for o in STORED for order in ("II", "MM")),
-        _cmyk(picture),
+        cmyk_case(picture),
         _adobe_rgb(picture),
         _grey16(),
         _palette(picture),
@@ -102,7 +101,7 @@ def cases() -> dict[str, Case]:
     return {case.name: case for case in found}
 
 
-def _cmyk(picture: np.ndarray) -> Case:
+def cmyk_case(picture: np.ndarray) -> Case:
     """Adobe CMYK JPEG (as Photoshop writes); a browser shows (1-C)(1-K) for red and so on."""
     rgb = picture.astype(np.float64) / 255
     k = 1 - rgb.max(axis=-1, keepdims=True) * 0.9

@@ -12,9 +12,12 @@ import tensorflow as tf
 from PIL import Image
 
 from serving import export, predict, signature
-from trainer import heads, input_pipeline, models
+from trainer import heads, model_input, models
 
 MAX_SIDE, SIDE_MULTIPLE = 96, 16
+# A pyramid model trained on `full` (photos stored at their own size), and a square one on the 256 squash.
+WHOLE = model_input.InputContract(image_size=64, whole_image=(MAX_SIDE, SIDE_MULTIPLE), stored_size=None)
+SQUARE = model_input.InputContract(image_size=64)
 
 
 def _model(head, pooling):
@@ -41,7 +44,7 @@ def _png(height, width, seed):
 def test_a_binary_pyramid_model_scores_whole_photos_as_the_evaluation_does(tmp_path):
     model = _model("binary", "spp")
     export_dir = str(tmp_path / "binary_spp")
-    export.export(model, 64, export_dir, info={}, whole_image=(MAX_SIDE, SIDE_MULTIPLE))
+    export.export(model, WHOLE, export_dir, info={})
     loaded = tf.saved_model.load(export_dir)
     photos = [_png(120, 200, 0), _png(160, 90, 1)]  # wide, then tall
     served = loaded.signatures[signature.SIGNATURE](**{signature.IMAGES: tf.constant(photos)})
@@ -49,9 +52,9 @@ def test_a_binary_pyramid_model_scores_whole_photos_as_the_evaluation_does(tmp_p
     # 120 x 200: longer side 96, shorter 57.6 -> 64; 160 x 90: 96, and 54 -> 48.
     probabilities, means = served[signature.PROBABILITY_BEAUTIFUL].numpy(), served[signature.MEAN].numpy()
     for photo, shape, probability, mean in zip(photos, [(64, 96), (96, 48)], probabilities, means):
-        pixels = input_pipeline.decode_whole_for_model(photo, MAX_SIDE, SIDE_MULTIPLE)
+        pixels = WHOLE.from_photo(photo)
         assert pixels.shape[:2] == shape
-        expected = heads.of(model).outputs(model(pixels[None], training=False))
+        expected = heads.of(model).outputs(model(pixels[None].astype(np.float32), training=False))
         assert probability == pytest.approx(float(expected[heads.PROBABILITY_BEAUTIFUL][0]), abs=1e-5)
         assert mean == pytest.approx(float(expected[heads.MEAN][0]), abs=1e-4)
     assert len(set(means.round(5))) == 2
@@ -63,7 +66,7 @@ def test_a_binary_pyramid_model_scores_whole_photos_as_the_evaluation_does(tmp_p
 def test_a_pyramid_model_converts_to_tflite_that_takes_each_photo_at_its_own_shape(tmp_path):
     model = _model("distribution", "spp")
     export_dir = str(tmp_path / "spp")
-    export.export(model, 64, export_dir, info={}, tflite=("float32", "dynamic_int8"), whole_image=(MAX_SIDE, SIDE_MULTIPLE))
+    export.export(model, WHOLE, export_dir, info={}, tflite=("float32", "dynamic_int8"))
     served = tf.saved_model.load(export_dir).signatures[signature.PIXELS_SIGNATURE]
     rng = np.random.default_rng(2)
     photos = [rng.integers(0, 255, shape, dtype=np.uint8) for shape in [(1, 64, 96, 3), (1, 96, 48, 3), (1, 96, 96, 3)]]
@@ -78,9 +81,9 @@ def test_a_pyramid_model_converts_to_tflite_that_takes_each_photo_at_its_own_sha
 def test_predict_scores_whole_photos_as_the_bytes_signature_batching_by_shape(tmp_path):
     model = _model("distribution", "spp")
     export_dir = str(tmp_path / "spp")
-    export.export(model, 64, export_dir, info={}, whole_image=(MAX_SIDE, SIDE_MULTIPLE))
+    export.export(model, WHOLE, export_dir, info={})
     loaded = predict.load_model(export_dir)
-    assert loaded.image_size is None and loaded.whole_image == (MAX_SIDE, SIDE_MULTIPLE)
+    assert loaded.contract == WHOLE
     shapes = [(120, 200), (160, 90), (300, 500), (96, 96), (90, 160)]  # two of them resize to 64 x 96
     photos = {str(tmp_path / f"{index}.png"): _png(*shape, index) for index, shape in enumerate(shapes)}
     for path, data in photos.items():
@@ -94,24 +97,24 @@ def test_predict_scores_whole_photos_as_the_bytes_signature_batching_by_shape(tm
     served = tf.saved_model.load(export_dir).signatures[signature.SIGNATURE]
     for result in report.scores:
         expected = served(**{signature.IMAGES: tf.constant([photos[result.path]])})
-        # Pillow's bilinear resize to uint8 against the graph's antialiased one in float.
-        assert result.mean == pytest.approx(float(expected[signature.MEAN][0]), abs=0.01)
-        np.testing.assert_allclose(result.distribution, expected[signature.DISTRIBUTION][0].numpy(), atol=0.01)
+        # The same pixels (test_scoring_pixels.py), a batch of one or two: float noise alone.
+        assert result.mean == pytest.approx(float(expected[signature.MEAN][0]), abs=1e-5)
+        np.testing.assert_allclose(result.distribution, expected[signature.DISTRIBUTION][0].numpy(), atol=1e-6)
     assert len({round(s.mean, 4) for s in report.scores}) > 1
 
 
-def test_a_whole_photo_model_without_its_sizing_is_a_one_line_error(tmp_path):
+def test_a_model_without_its_input_contract_is_a_one_line_error(tmp_path):
     export_dir = str(tmp_path / "spp")
-    export.export(_model("regression", "spp"), 64, export_dir, info={}, whole_image=(MAX_SIDE, SIDE_MULTIPLE))
+    export.export(_model("regression", "spp"), WHOLE, export_dir, info={})
     (pathlib.Path(export_dir) / signature.EXTRA_DIR / signature.INFO_FILE).unlink()
-    with pytest.raises(predict.NotASavedModelError, match="does not say how to size them"):
+    with pytest.raises(predict.NotASavedModelError, match="does not say how photos become the model's input.*export the run again"):
         predict.load_model(export_dir)
 
 
 def test_a_regression_model_is_scored_by_its_mean_alone(tmp_path):
     model = _model("regression", "avg")
     export_dir = str(tmp_path / "regression")
-    export.export(model, 64, export_dir, info={})
+    export.export(model, SQUARE, export_dir, info={})
     paths = []
     for seed in range(3):
         paths.append(str(tmp_path / f"{seed}.png"))

@@ -9,7 +9,7 @@ import tensorflow as tf
 from PIL import Image, ImageFilter
 
 from ava_tfds.ava import features
-from trainer import input_pipeline, task
+from trainer import input_pipeline, model_input, task
 
 PIXELS, DISTRIBUTION = input_pipeline.PIXELS, input_pipeline.DISTRIBUTION
 
@@ -69,8 +69,14 @@ def test_evaluation_sees_each_whole_image_once(demo_config):
     ids = np.concatenate([b[features.IMAGE_ID] for b in batches])
     assert len(ids) == len(set(ids)) == input_pipeline.num_examples(demo_config, "test")
     record = next(input_pipeline.eval_records(demo_config, "test").as_numpy_iterator())
-    expected = input_pipeline.decode_for_model(record[features.IMAGE], demo_config.input.image_size).numpy()
-    np.testing.assert_array_equal(batches[0][PIXELS][0], expected)
+    np.testing.assert_array_equal(batches[0][PIXELS][0], _resized(record[features.IMAGE], [demo_config.input.image_size] * 2))
+
+
+def _resized(stored: bytes, size) -> np.ndarray:
+    """What the evaluation feeds, worked out here: Pillow's decode of the stored JPEG (the
+    exact IDCT), TensorFlow's antialiased bilinear resize, rounded to uint8."""
+    pixels = np.asarray(Image.open(io.BytesIO(stored)).convert("RGB"), dtype=np.float32)
+    return np.clip(np.round(tf.image.resize(pixels, size, antialias=True).numpy()), 0, 255).astype(np.uint8)
 
 
 def _score_bins(records) -> np.ndarray:
@@ -128,8 +134,7 @@ def test_whole_photos_are_batched_by_shape_and_every_one_is_evaluated(spp_demo_c
     for batch in batches:
         for image_id, pixels in zip(batch[features.IMAGE_ID], batch[PIXELS]):
             assert pixels.shape[:2] == _bucket(sizes[int(image_id)], config.input.max_side, config.input.side_multiple)
-        whole = input_pipeline.decode_whole_for_model(records[int(batch[features.IMAGE_ID][-1])], config.input.max_side, config.input.side_multiple)
-        np.testing.assert_array_equal(batch[PIXELS][-1], whole.numpy())
+        np.testing.assert_array_equal(batch[PIXELS][-1], _resized(records[int(batch[features.IMAGE_ID][-1])], batch[PIXELS].shape[1:3]))
     shapes = {b[PIXELS].shape[1:3] for b in batches}
     assert {h > w for h, w in shapes} == {True, False}, "the framed sample holds wide and tall photos"
     assert any(len(b[PIXELS]) < 8 for b in batches), "each shape's last batch is short, not dropped"
@@ -174,8 +179,8 @@ def test_training_and_evaluation_decode_a_stored_jpeg_to_pillows_pixels(quality,
     photo.save(buffer, format="JPEG", quality=quality, subsampling=subsampling)
     data = buffer.getvalue()
     pillow = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
-    np.testing.assert_array_equal(input_pipeline.decode_stored(tf.constant(data)).numpy(), pillow)
-    window = tf.image.decode_and_crop_jpeg(data, [8, 16, 64, 80], channels=3, dct_method=input_pipeline.JPEG_DCT_METHOD)
+    np.testing.assert_array_equal(model_input.decode_stored(tf.constant(data)).numpy(), pillow)
+    window = tf.image.decode_and_crop_jpeg(data, [8, 16, 64, 80], channels=3, dct_method=model_input.JPEG_DCT_METHOD)
     # Chroma upsampled at the window's edge sees no pixels beyond it: exact inside.
     np.testing.assert_array_equal(window.numpy()[2:-2, 2:-2], pillow[10:70, 18:94])
     assert np.abs(tf.io.decode_jpeg(data, channels=3).numpy().astype(int) - pillow).mean() > 0.5

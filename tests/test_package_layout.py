@@ -82,3 +82,11 @@ def test_the_domain_loads_neither_beam_nor_tensorflow():
     code = f"import sys, {modules}; print(sorted({{m.split('.')[0] for m in sys.modules}} & {{'apache_beam', 'tensorflow'}}))"
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]", f"importing ava_core loads {result.stdout}"
+
+
+@pytest.mark.parametrize("module", ["serving.predict", "trainer.model_input", "serving.graph_decode"])
+def test_scoring_loads_neither_tfds_nor_beam(module):
+    """A photo's pixels are defined without the dataset's reader: a serving host needs neither."""
+    code = f"import sys, {module}; print(sorted({{m.split('.')[0] for m in sys.modules}} & {{'apache_beam', 'tensorflow_datasets'}}))"
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]", f"importing {module} loads {result.stdout}"

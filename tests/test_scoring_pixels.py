@@ -1,6 +1,7 @@
 """The pixels a photo reaches the network with: the build, `serving.predict` and the bytes
-signature's graph against references computed from the definitions (`scoring_cases`),
-and predict's pipeline holding a few batches whatever the number of photos.
+signature's graph against references computed from the definitions (`scoring_cases`), the
+graph's replay of the build against the build itself, and predict's pipeline holding a
+few batches whatever the number of photos.
 
 No model here: what is scored is tested in test_serving.py.
 """
@@ -18,17 +19,23 @@ import scoring_cases
 from ava_core import images
 from ava_core.rejections import Reason, RejectedInput
 from serving import graph_decode, predict, signature
+from trainer import model_input
 
 SIZE = 64
 _orientation = tf.function(graph_decode.exif_orientation)
-_graph_pixels = tf.function(lambda data: graph_decode.decode_for_model(data, SIZE))
 FULL = images.ImagePolicy(resize_to=None)
 CASES = scoring_cases.cases()
+# A square model trained on the 256 squash, and one on whole photos stored at their size.
+SQUARE = model_input.InputContract(image_size=SIZE)
+WHOLE = model_input.InputContract(image_size=SIZE, whole_image=(80, 16), stored_size=None)
 # The build stores a JPEG of the pixels: quality 95 loses up to a few grey levels on
 # average where a palette image has hard edges.
 REENCODING_ERROR = 4.0
 # The pixels predict feeds are rounded to uint8 after the resize.
 ROUNDING = 0.5
+# TensorFlow's own CMYK conversion (`scoring_cases.TF_CMYK_CONVERSION`), after the
+# stored JPEG and the resize: grey levels of the bytes signature's pixels from predict's.
+TF_CONVERSION_ERROR = {"mean": 0.75, "max": 8}
 
 
 def _shrink(pixels: np.ndarray) -> np.ndarray:
@@ -49,9 +56,10 @@ def test_build_and_predict_get_the_pixels_a_colour_managed_viewer_shows(name, tm
     assert np.abs(stored - case.expected).mean() <= case.tolerance + REENCODING_ERROR
     path = tmp_path / "photo"  # no extension: the content decides
     path.write_bytes(case.data)
-    scored = predict.prepare(str(path), predict.scoring_policy(SIZE))
+    contract = model_input.InputContract(image_size=SIZE, stored_size=None)
+    scored = predict.prepare(str(path), contract)
     assert isinstance(scored, np.ndarray) and scored.shape == (SIZE, SIZE, 3) and scored.dtype == np.uint8
-    assert np.abs(scored - _shrink(case.expected)).mean() <= case.tolerance + ROUNDING
+    assert np.abs(scored - _shrink(case.expected)).mean() <= case.tolerance + REENCODING_ERROR + ROUNDING
 
 
 def test_the_references_tell_a_wrong_decoding_apart():
@@ -68,12 +76,53 @@ def test_the_references_tell_a_wrong_decoding_apart():
     assert np.abs(0 * picture - CASES["png-rgba"].expected).mean() > 50
 
 
+@pytest.mark.parametrize("contract", [SQUARE, WHOLE], ids=["square", "whole"])
 @pytest.mark.parametrize("name", sorted(name for name, case in CASES.items() if case.in_graph))
-def test_the_bytes_signatures_graph_decodes_as_predict_does(name):
-    pixels = _graph_pixels(tf.constant(CASES[name].data)).numpy()
-    expected = images.decode(CASES[name].data, predict.scoring_policy(SIZE)).pixels
-    difference = np.abs(pixels - expected)
-    assert difference.mean() < 0.75 and difference.max() <= 2, (difference.mean(), difference.max())
+def test_the_bytes_signatures_graph_gives_predicts_pixels(name, contract):
+    """Exactly, but where TensorFlow's decoders convert to 8 bits their own way."""
+    pixels = tf.function(lambda data: graph_decode.from_photo(data, contract))(tf.constant(CASES[name].data)).numpy()
+    expected = contract.from_photo(CASES[name].data)
+    assert pixels.dtype == np.uint8 and pixels.shape == expected.shape
+    difference = np.abs(pixels.astype(int) - expected)
+    if name in scoring_cases.TF_CMYK_CONVERSION:
+        assert 0 < difference.mean() < TF_CONVERSION_ERROR["mean"] and difference.max() <= TF_CONVERSION_ERROR["max"]
+    else:
+        assert difference.max() == 0, (difference.mean(), difference.max())
+
+
+def _textured(width: int, height: int, seed: int) -> np.ndarray:
+    """A photo's worth of detail (gradients, edges, noise), where a pixel off shows."""
+    rng = np.random.default_rng(seed)
+    x, y = np.meshgrid(np.linspace(0, 1, width), np.linspace(0, 1, height))
+    base = [120 + 100 * np.sin(17 * x + 11 * y + k) * np.cos(9 * x * y) for k in range(3)]
+    return np.clip(np.stack(base, axis=-1) + rng.normal(0, 14, (height, width, 3)), 0, 255).astype(np.uint8)
+
+
+# Wide, tall, square; shrinking both ways, one way, or growing; either side of Pillow 13's
+# switch to the vertical pass first (height shrinking by more than twice the width's pixels).
+PILLOW_SIZES = [(300, 300), (640, 360), (360, 640), (300, 343), (300, 345), (420, 840), (1000, 1743), (1000, 1745),
+                (256, 900), (900, 256), (120, 700), (700, 120), (96, 64), (64, 96), (100, 300), (200, 250)]
+
+
+@pytest.mark.parametrize("width, height", PILLOW_SIZES, ids=[f"{w}x{h}" for w, h in PILLOW_SIZES])
+def test_the_graphs_bicubic_squash_is_pillows_to_the_last_bit(width, height):
+    photo = _textured(width, height, seed=width * 7 + height)
+    pillow = np.asarray(Image.fromarray(photo).resize(images.STORED_SIZE, Image.Resampling.BICUBIC))
+    graph = graph_decode.pillow_bicubic_resize(tf.constant(photo), images.STORED_SIZE[1], images.STORED_SIZE[0]).numpy()
+    np.testing.assert_array_equal(graph, pillow)
+    plain = tf.image.resize(photo.astype(np.float32), images.STORED_SIZE[::-1], method="bicubic", antialias=True)
+    if width != images.STORED_SIZE[0] and height != images.STORED_SIZE[1]:  # two passes: TensorFlow's own bicubic is often a grey level off
+        assert (np.round(plain.numpy()).clip(0, 255) != pillow).mean() > 0.05
+
+
+@pytest.mark.parametrize("width, height", [(4032, 3024), (1500, 1000), (900, 2400), (520, 300)])
+def test_the_graph_decodes_a_large_jpeg_at_the_builds_dct_scale(width, height):
+    """Pillow's draft picks 1/8, 1/2, 1/2 and 1/1 of these: the graph must pick the same."""
+    buffer = io.BytesIO()
+    Image.fromarray(_textured(width, height, seed=width)).save(buffer, format="JPEG", quality=90)
+    data = buffer.getvalue()
+    graph = tf.function(lambda encoded: graph_decode.from_photo(encoded, SQUARE))(tf.constant(data)).numpy()
+    np.testing.assert_array_equal(graph, SQUARE.from_photo(data))
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))
@@ -133,7 +182,7 @@ def test_a_long_orientation_field_is_read_as_pillow_reads_it():
 )
 def test_files_that_are_no_image_are_told_from_broken_images(data, not_an_image):
     with pytest.raises(RejectedInput) as error:
-        images.decode(data, predict.scoring_policy(SIZE))
+        images.decode(data, SQUARE.build_policy)
     assert isinstance(error.value, images.NotAnImage) == not_an_image, error.value
     if not_an_image:
         assert error.value.reason in (Reason.EMPTY_FILE, Reason.UNDECODABLE)
@@ -148,7 +197,7 @@ def test_scoring_10000_photos_holds_a_few_batches_and_fills_every_batch(monkeypa
     live = {"now": 0, "peak": 0}
     calls = []
 
-    def fake_prepare(path, policy, whole_image):
+    def fake_prepare(path, contract):
         index = int(path)
         if index % 97 == 0:
             return predict.Failure(path, "truncated: cut short")
@@ -157,7 +206,7 @@ def test_scoring_10000_photos_holds_a_few_batches_and_fills_every_batch(monkeypa
         with lock:
             live["now"] += 1
             live["peak"] = max(live["peak"], live["now"])
-        side = policy.resize_to[0] if whole_image is None else 8 + index % 7
+        side = contract.image_size if contract.whole_image is None else 8 + index % 7
         return np.full((side, 8, 3), index % 251, np.uint8)
 
     def fake_score(pixels):
@@ -168,7 +217,7 @@ def test_scoring_10000_photos_holds_a_few_batches_and_fills_every_batch(monkeypa
         return {signature.DISTRIBUTION: tf.zeros([pixels.shape[0], 10]), signature.MEAN: mean, signature.STD: mean * 0}
 
     monkeypatch.setattr(predict, "prepare", fake_prepare)
-    model = predict.PixelModel(score=fake_score, image_size=None if whole_image else 8, saved_model=None, whole_image=whole_image)
+    model = predict.PixelModel(score=fake_score, contract=model_input.InputContract(8, whole_image), saved_model=None)
     report = predict.score_files(model, [str(i) for i in range(count)], batch_size, progress=False)
 
     failed = [i for i in range(count) if i % 97 == 0]

@@ -3,7 +3,8 @@
 Scores are compared on a purpose-built tiny network (`_responsive_model`) whose mean
 score moves by tenths when a photo is turned and by ten-thousandths with a grey level of
 rounding, so that "within 1e-3" can fail. (The briefly trained NIMA of the shared fixture
-scores every photo the same; it checks the export command itself.)
+scores every photo the same; it checks the export command itself.) Every path is held to
+the evaluation's own scores photo by photo in test_score_parity.py.
 """
 
 import csv
@@ -15,21 +16,23 @@ import sys
 
 import keras
 import numpy as np
+import pandas as pd
 import pytest
 import tensorflow as tf
 from PIL import Image
 
 import image_zoo
 import scoring_cases
-from ava_core import images
 from ava_tfds.ava import features
 from serving import export, predict, signature
-from trainer import evaluate, heads, input_pipeline, run_dir
+from trainer import evaluate, heads, input_pipeline, model_input, run_dir
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SIZE = 64
-# One photo through both signatures, or turned by EXIF and stored upright: what may differ
-# is the rounding of predict's uint8 pixels and the JPEG coding of a turned copy.
+CONTRACT = model_input.InputContract(image_size=SIZE)
+# The same pixels through two signatures or batch sizes: float noise alone.
+SAME_PIXELS = 1e-5
+# One photo turned by EXIF and the same photo stored upright: the JPEG coding of a turned copy differs.
 SAME_PHOTO = 1e-3
 
 
@@ -69,7 +72,7 @@ def _responsive_model() -> keras.Model:
 def responsive(tmp_path_factory) -> tuple[keras.Model, str]:
     model = _responsive_model()
     export_dir = str(tmp_path_factory.mktemp("export") / "responsive")
-    export.export(model, SIZE, export_dir, info={}, tflite=export.TFLITE_KINDS)
+    export.export(model, CONTRACT, export_dir, info={}, tflite=export.TFLITE_KINDS)
     return model, export_dir
 
 
@@ -103,24 +106,39 @@ def test_evaluation_writes_metrics_report_and_figures(trained_workdir):
         assert data.startswith(b"\x89PNG") and len(data) > 10_000, name
 
 
+def test_evaluation_writes_one_row_per_photo_that_the_metrics_agree_with(trained_workdir):
+    evaluate.evaluate_run(trained_workdir, "test")
+    eval_dir = pathlib.Path(trained_workdir) / evaluate.EVAL_DIR
+    rows = pd.read_csv(eval_dir / evaluate.PREDICTIONS_FILE)
+    config = run_dir.load_config(trained_workdir)
+    records = {int(r[features.IMAGE_ID]): r for r in input_pipeline.eval_records(config, "test").as_numpy_iterator()}
+    assert sorted(rows["image_id"]) == sorted(records)
+    votes = [f"p{score}" for score in range(1, 11)]
+    assert list(rows.columns) == ["image_id", "true_mean", "true_std", *(f"true_{v}" for v in votes), *(f"predicted_{v}" for v in votes),
+                                  "predicted_mean", "predicted_std"]
+    for row in rows.itertuples():
+        record = records[row.image_id]
+        assert row.true_mean == pytest.approx(float(record[features.MEAN_SCORE]), abs=1e-5)
+        assert row.true_std == pytest.approx(float(record[features.STD_SCORE]), abs=1e-5)
+        predicted = np.array([getattr(row, f"predicted_{v}") for v in votes])
+        assert row.predicted_mean == pytest.approx(predicted @ np.arange(1, 11), abs=1e-4)
+
+
 def test_both_signatures_score_the_test_split_as_the_evaluation_does(responsive, signatures, demo_config):
-    """The evaluation decodes JPEGs with TensorFlow's fast IDCT (1.4 grey levels from the
-    exact one on average), the signatures with the exact one, as Pillow and so the build
-    do: a few hundredths of a score apart here, where a missing resize or preprocessing
-    would be tenths. Predict's pixels through the pixel signature: the same scores."""
+    """The pixel signature on the evaluation's pixels gives the evaluation's scores; the
+    bytes signature on a stored photo gives what predict's path gives that file."""
     model, _ = responsive
     _, serve_images, serve_pixels = signatures
     demo_config.input.image_size = SIZE
-    evaluated = [model(batch[input_pipeline.PIXELS], training=False).numpy() for batch in input_pipeline.eval_dataset(demo_config, "test", 64)]
-    evaluated_mean = np.concatenate(evaluated) @ np.arange(1, 11)
+    batches = list(input_pipeline.eval_dataset(demo_config, "test", 64))
+    evaluated_mean = np.concatenate([model(tf.cast(b[input_pipeline.PIXELS], tf.float32), training=False).numpy() for b in batches]) @ np.arange(1, 11)
+    pixels = np.concatenate([b[input_pipeline.PIXELS].numpy() for b in batches])
+    np.testing.assert_allclose(_mean_of_pixels(serve_pixels, pixels), evaluated_mean, atol=SAME_PIXELS)
+    assert np.ptp(evaluated_mean) > 0.05  # the photos do score differently
     encoded = _test_split(demo_config)
     from_bytes = serve_images(**{signature.IMAGES: tf.constant(encoded)})
-    np.testing.assert_allclose(from_bytes[signature.MEAN].numpy(), evaluated_mean, atol=0.05)
-    assert np.ptp(evaluated_mean) > 0.05  # the photos do score differently
-    normalised = np.stack([images.decode(data, predict.scoring_policy(SIZE)).pixels for data in encoded])
-    # Photos of four times the model's size: predict decodes them at half scale (DCT), which
-    # moves this network by up to twice the rounding's effect.
-    np.testing.assert_allclose(_mean_of_pixels(serve_pixels, normalised), from_bytes[signature.MEAN].numpy(), atol=2 * SAME_PHOTO)
+    from_files = _mean_of_pixels(serve_pixels, np.stack([CONTRACT.from_photo(data) for data in encoded]))
+    np.testing.assert_allclose(from_bytes[signature.MEAN].numpy(), from_files, atol=SAME_PIXELS)
 
 
 def test_jpeg_png_gif_bmp_webp_of_any_size_batched_or_alone(responsive, signatures):
@@ -131,8 +149,7 @@ def test_jpeg_png_gif_bmp_webp_of_any_size_batched_or_alone(responsive, signatur
         image_zoo.encode(Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)), fmt)
         for (h, w), fmt in [((300, 200), "JPEG"), ((64, 64), "PNG"), ((97, 411), "GIF"), ((1000, 750), "JPEG"), ((50, 80), "BMP"), ((70, 70), "WEBP")]
     ]
-    decoded = [np.asarray(Image.open(io.BytesIO(p)).convert("RGB"), dtype=np.float32) for p in photos]
-    pixels = tf.stack([tf.image.resize(d, [SIZE, SIZE], antialias=True) for d in decoded])
+    pixels = np.stack([CONTRACT.from_photo(p) for p in photos]).astype(np.float32)
     expected = model(pixels, training=False).numpy()
     batched = serve_images(**{signature.IMAGES: tf.constant(photos)})[signature.DISTRIBUTION].numpy()
     np.testing.assert_allclose(batched, expected, atol=1e-5)
@@ -151,8 +168,13 @@ files = json.loads(open(sys.argv[2]).read())
 def by_bytes(name):
     return serve_images(images=tf.constant([open(files[name], "rb").read()]))["mean"].numpy()[0].item()
 def by_pixels(name, size):
-    image = Image.open(files[name]).convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
-    return serve_pixels(pixels=tf.constant(np.asarray(image)[None]))["mean"].numpy()[0].item()
+    # What the README tells a client that prepares photos itself: the build's bicubic squash
+    # to 256 and its JPEG at 95 (Pillow), the exact IDCT, then the antialiased resize, rounded.
+    stored = io.BytesIO()
+    Image.open(files[name]).convert("RGB").resize((256, 256), Image.Resampling.BICUBIC).save(stored, "JPEG", quality=95)
+    decoded = tf.io.decode_jpeg(stored.getvalue(), dct_method="INTEGER_ACCURATE")
+    pixels = tf.cast(tf.round(tf.image.resize(tf.cast(decoded, tf.float32), [size, size], antialias=True)), tf.uint8)
+    return serve_pixels(pixels=pixels[None])["mean"].numpy()[0].item()
 size = serve_pixels.structured_input_signature[1]["pixels"].shape[1]
 scores = {name: {"bytes": by_bytes(name), "pixels": by_pixels(name, size)} for name in files}
 project = [m for m in sys.modules if m.split(".")[0] in ("trainer", "serving", "ava_core", "beam_pipelines", "ava_tfds", "configs")]
@@ -185,7 +207,7 @@ def test_a_photo_turned_by_exif_scores_as_its_upright_copy_in_tensorflow_alone(r
     assert result["project"] == []
     scores = result["scores"]
     upright = scores["1-untagged"]
-    assert abs(upright["bytes"] - upright["pixels"]) < SAME_PHOTO
+    assert abs(upright["bytes"] - upright["pixels"]) < SAME_PIXELS
     for orientation in range(2, 9):
         for order in ("II", "MM"):
             assert abs(scores[f"{orientation}-{order}"]["bytes"] - upright["bytes"]) < SAME_PHOTO, (orientation, order)
@@ -229,16 +251,15 @@ def test_predict_scores_every_format_whatever_its_name_and_reports_the_rest(resp
     means = [s["mean"] for s in scored]
     assert means == sorted(means, reverse=True)
     assert json.loads(run.stdout) == scored[:3]
-    policy = predict.scoring_policy(SIZE)
     for score in scored:
         case = cases[names[score["path"]]]
         # The pixels themselves are checked against the references in test_scoring_pixels.py.
-        pixels = predict.prepare(score["path"], policy)
-        assert abs(score["mean"] - _mean_of_pixels(serve_pixels, pixels[None])[0]) < 1e-5, case.name
+        pixels = predict.prepare(score["path"], CONTRACT)
+        assert abs(score["mean"] - _mean_of_pixels(serve_pixels, pixels[None])[0]) < SAME_PIXELS, case.name
         if case.in_graph:
             by_bytes = serve_images(**{signature.IMAGES: tf.constant([case.data])})[signature.MEAN].numpy()[0]
-            # TensorFlow's own 8-bit conversions are half a grey level away, which moves this network by up to 1e-2.
-            allowed = 10 * SAME_PHOTO if case.name in scoring_cases.TF_8BIT_CONVERSIONS else SAME_PHOTO
+            # TensorFlow's own CMYK conversion is half a grey level away, which moves this network by up to 1e-2.
+            allowed = 10 * SAME_PHOTO if case.name in scoring_cases.TF_CMYK_CONVERSION else SAME_PIXELS
             assert abs(score["mean"] - by_bytes) <= allowed, (case.name, score["mean"], by_bytes)
     errors = run.stderr.splitlines()
     for name, reason in [("truncated.jpg", "truncated: "), ("icon.png", "too small: 20x20"), ("missing.jpg", "no such file or folder")]:
@@ -263,7 +284,7 @@ def test_tflite_models_score_the_test_split_as_the_saved_model(responsive, signa
     _, export_dir = responsive
     _, _, serve_pixels = signatures
     demo_config.input.image_size = SIZE
-    pixels = np.stack([images.decode(data, predict.scoring_policy(SIZE)).pixels for data in _test_split(demo_config)])
+    pixels = np.stack([CONTRACT.from_photo(data) for data in _test_split(demo_config)])
     expected = _mean_of_pixels(serve_pixels, pixels)
     assert np.ptp(expected) > 0.05
     weights = {"float32": np.float32, "float16": np.float16, "dynamic_int8": np.int8}
@@ -274,7 +295,8 @@ def test_tflite_models_score_the_test_split_as_the_saved_model(responsive, signa
         means = np.array([runner(**{signature.PIXELS: photo[None]})[signature.MEAN][0] for photo in pixels])
         assert np.abs(means - expected).max() <= export.TFLITE_MEAN_TOLERANCE[kind], kind
     info = json.loads((pathlib.Path(export_dir) / signature.EXTRA_DIR / signature.INFO_FILE).read_text())
-    assert info["image_size"] == SIZE and sorted(info["tflite"]) == sorted(export.TFLITE_KINDS)
+    assert model_input.InputContract.from_json(info[signature.INPUT_CONTRACT]) == CONTRACT
+    assert sorted(info["tflite"]) == sorted(export.TFLITE_KINDS)
 
 
 def test_export_command_writes_both_signatures_the_keras_model_and_the_tflite_asked_for(exported, trained_workdir):

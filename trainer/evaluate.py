@@ -1,7 +1,14 @@
 """Evaluates a run on the official test list: `python -m trainer.evaluate --workdir=DIR [--split=test]`.
 
-Writes under DIR/eval/: `metrics.json` (the model's figures, the baseline's, and the
-published AVA results), `report.md` (the same as a table, also printed), and figures:
+The run's best checkpoint scores every photo of the split as `trainer.model_input` defines
+a photo's score, which every serving path reproduces. Any value of the run's config can
+be overridden as in training: `--config.dataset.data_dir=DIR` scores another build of
+`ava` (photos of your own built with `beam_pipelines.build`, say).
+
+Writes under DIR/eval/: `predictions.csv` (one row per photo: its id, the true mean, std
+and vote distribution, and what the model's head predicts), `metrics.json` (the model's
+figures, the baseline's, and the published AVA results), `report.md` (the same as a
+table, also printed), and figures:
 predicted against true mean score, the two distributions of mean scores with the tails
 enlarged, error by true-score bucket, the training curves, and the best and worst scored
 images.
@@ -22,12 +29,16 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 from absl import app, flags
+from ml_collections import config_flags
 
+from ava_core import ratings
 from ava_tfds.ava import features
-from trainer import heads, input_pipeline, metrics, plots, predictions, run_dir
+from configs import nima_mobilenet
+from trainer import heads, input_pipeline, metrics, model_input, plots, predictions, run_dir
 
 EVAL_DIR = "eval"
 METRICS_FILE, REPORT_FILE, COMPARISON_FILE = "metrics.json", "report.md", "comparison.md"
+PREDICTIONS_FILE = "predictions.csv"
 # Published results on the official AVA test list, as the project report tabulates them.
 PUBLISHED = [
     {"name": "Murray et al. 2012", "accuracy": 0.6800},
@@ -47,11 +58,12 @@ _CONFUSION = ("true_negatives", "false_positives", "false_negatives", "true_posi
 FLAGS = flags.FLAGS
 
 
-def evaluate_run(workdir: str, split: str = "test", data_dir: str = "") -> dict:
-    """Scores the run's best checkpoint on `split`, writes the report and figures, returns the metrics."""
+def evaluate_run(workdir: str, split: str = "test", overrides: dict | None = None) -> dict:
+    """Scores the run's best checkpoint on `split`, writes the per-photo predictions, the
+    report and figures, returns the metrics. `overrides`: config values by dotted path
+    ({"dataset.data_dir": DIR}) that replace the run's own."""
     config = run_dir.load_config(workdir)
-    if data_dir:
-        config.dataset.data_dir = data_dir
+    config.update_from_flattened_dict(dict(overrides or {}))
     model, checkpoint = run_dir.restore_model(workdir, config)
     scored, comparison = predictions.compare_with_baseline(model, config, split)
     result = {
@@ -69,12 +81,33 @@ def evaluate_run(workdir: str, split: str = "test", data_dir: str = "") -> dict:
     }
     out = os.path.join(workdir, EVAL_DIR)
     tf.io.gfile.makedirs(out)
+    with tf.io.gfile.GFile(os.path.join(out, PREDICTIONS_FILE), "w") as file:
+        predictions_table(scored).to_csv(file, index=False, float_format="%.7g")
     with tf.io.gfile.GFile(os.path.join(out, METRICS_FILE), "w") as file:
         json.dump(result, file, indent=2)
     with tf.io.gfile.GFile(os.path.join(out, REPORT_FILE), "w") as file:
         file.write(report_table(result))
     _write_figures(out, scored, config, workdir, split)
     return result
+
+
+def predictions_table(scored: predictions.Predictions) -> pd.DataFrame:
+    """One row per photo: image_id; true_mean, true_std, true_p1..p10; then the head's
+    outputs (predicted_mean always; predicted_std and predicted_p1..p10 from a
+    distribution head, predicted_probability_beautiful from a binary one)."""
+    true_mean = metrics.mean_score(scored.true_distribution)
+    columns = {
+        "image_id": scored.image_ids.astype(np.int64),
+        "true_mean": true_mean,
+        "true_std": metrics.std_score(scored.true_distribution),
+        **{f"true_p{score:.0f}": scored.true_distribution[:, k] for k, score in enumerate(ratings.SCORES)},
+    }
+    for name, values in scored.outputs.items():
+        if values.ndim == 2:
+            columns.update({f"predicted_p{score:.0f}": values[:, k] for k, score in enumerate(ratings.SCORES)})
+        else:
+            columns[f"predicted_{name}"] = values
+    return pd.DataFrame(columns)
 
 
 def report_table(*results: dict) -> str:
@@ -109,7 +142,8 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     workdirs = [FLAGS.workdir] + [workdir for workdir in FLAGS.compare if workdir]
-    results = [evaluate_run(workdir, FLAGS.split, FLAGS.data_dir) for workdir in workdirs]
+    overrides = config_flags.get_override_values(FLAGS["config"])
+    results = [evaluate_run(workdir, FLAGS.split, overrides) for workdir in workdirs]
     table = report_table(*results)
     print(table)
     out = os.path.join(FLAGS.workdir, EVAL_DIR)
@@ -171,7 +205,7 @@ def _images_by_id(config, split: str, wanted: set[int]) -> dict[int, np.ndarray]
     for record in input_pipeline.eval_records(config, split).as_numpy_iterator():
         image_id = int(record[features.IMAGE_ID])
         if image_id in wanted:
-            images[image_id] = input_pipeline.decode_stored(record[features.IMAGE]).numpy()
+            images[image_id] = model_input.decode_stored(record[features.IMAGE]).numpy()
     return images
 
 
@@ -179,7 +213,12 @@ def _define_flags() -> None:
     """Flags exist only when this module is the program, so importing it clashes with nothing."""
     flags.DEFINE_string("workdir", None, "The trainer.main --workdir to evaluate.", required=True)
     flags.DEFINE_string("split", "test", "Split of the dataset to evaluate on (test is the official list).")
-    flags.DEFINE_string("data_dir", "", "Read the dataset from here instead of the run's own data_dir.")
+    config_flags.DEFINE_config_dict(
+        "config",
+        nima_mobilenet.get_config(),
+        "Only its overrides count: --config.a.b=V replaces a value of each evaluated run's own config.json "
+        "(--config.dataset.data_dir=DIR scores another build of ava); the values listed are not used.",
+    )
     flags.DEFINE_list("compare", [], "Other runs' --workdir to evaluate and report beside this one (comma-separated).")
 
 

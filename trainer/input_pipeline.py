@@ -5,7 +5,8 @@ decodes only a random window of each JPEG (`decode_and_crop_jpeg`: the rest of t
 is never decoded), flips it and resizes it to the model input if it differs (the paper
 setting, a 224 window of the 256 image, needs no resize). Training pixels stay uint8 so
 that batching and the copy to the accelerator move a quarter of the bytes; the step
-casts them. Evaluation decodes the whole image and resizes it. Pixels are 0..255: each
+casts them. Evaluation decodes the whole image and resizes it (`trainer.model_input`, the
+one definition of a photo's pixels that serving shares). Pixels are 0..255 uint8: each
 backbone's own preprocessing is inside the model, so the exported model takes the same input.
 
 The random window and flip of an image depend only on (seed, epoch, image id), so a run
@@ -13,7 +14,7 @@ resumed mid-epoch or sharded differently sees the same crops.
 
 Whole photos (`config.input.keep_aspect_ratio`, for spatial pyramid pooling models): no
 crop, so the composition stays; each photo's longer side is resized to `max_side` and its
-shorter side to the nearest multiple of `side_multiple` (`whole_image_size`), and photos
+shorter side to the nearest multiple of `side_multiple` (`model_input.whole_image_size`), and photos
 are batched by that shape (bucketing, `group_by_window`), not padded to a common canvas
 with a mask. Bucketing because: no pixel of a batch is padding, so none of the network's
 work is wasted and batch normalisation's training statistics see only photos (padding
@@ -38,11 +39,7 @@ import tensorflow_datasets as tfds
 
 from ava_tfds.ava import features
 from ava_core import ratings
-
-# libjpeg's exact integer IDCT, the one Pillow decodes with: TensorFlow's default (the fast
-# one) is 1.4 grey levels off on average, up to 13. Training, evaluation and the exported
-# bytes signature decode with it, so a photo reaches the network as `serving.predict` gives it.
-JPEG_DCT_METHOD = "INTEGER_ACCURATE"
+from trainer import model_input
 
 AUTOTUNE = tf.data.AUTOTUNE
 PIXELS, DISTRIBUTION = "pixels", "distribution"
@@ -77,15 +74,28 @@ def eval_dataset(config: ml_collections.ConfigDict, split: str, batch_size: int)
     """Every image of `split` once, in file order, whole and resized; with its image id.
     Whole photos at their aspect ratio come in batches of one shape, in no fixed order."""
     records = eval_records(config, split)
-    if keeps_aspect_ratio(config):
-        return _whole_image_eval_batches(config, records, batch_size)
+    contract = input_contract(config)
 
-    def resize_whole(record):
-        pixels = decode_for_model(record[features.IMAGE], config.input.image_size)
+    def whole_and_resized(record):
+        pixels = contract.from_stored(record[features.IMAGE])
         return {PIXELS: pixels, DISTRIBUTION: record[features.RATING_DISTRIBUTION], features.IMAGE_ID: record[features.IMAGE_ID]}
 
-    dataset = records.map(resize_whole, num_parallel_calls=AUTOTUNE, deterministic=True)
-    return dataset.ignore_errors(log_warning=True).batch(batch_size).prefetch(AUTOTUNE)
+    dataset = records.map(whole_and_resized, num_parallel_calls=AUTOTUNE, deterministic=True).ignore_errors(log_warning=True)
+    if contract.whole_image:
+        return _batch_by_shape(dataset, batch_size, lambda element: tf.shape(element[PIXELS])[:2]).prefetch(AUTOTUNE)
+    return dataset.batch(batch_size).prefetch(AUTOTUNE)
+
+
+def input_contract(config: ml_collections.ConfigDict) -> model_input.InputContract:
+    """How the config's model sees a photo: its input size or whole-photo sizing, and how
+    the config's dataset stored the photo (read from its builder config, not its data)."""
+    builder_config = tfds.builder(config.dataset.name, data_dir=config.dataset.data_dir or None).builder_config
+    return model_input.InputContract(
+        image_size=config.input.image_size,
+        whole_image=(config.input.max_side, config.input.side_multiple) if keeps_aspect_ratio(config) else None,
+        stored_size=tuple(builder_config.resize_to) if builder_config.resize_to else None,
+        jpeg_quality=builder_config.jpeg_quality,
+    )
 
 
 def eval_records(config: ml_collections.ConfigDict, split: str) -> tf.data.Dataset:
@@ -124,18 +134,6 @@ def training_distribution(config: ml_collections.ConfigDict) -> tf.Tensor:
     return total / tf.reduce_sum(total)
 
 
-def decode_stored(encoded: tf.Tensor) -> tf.Tensor:
-    """uint8 [H, W, 3] of a dataset image, a JPEG (the build re-encodes every photo), with
-    `JPEG_DCT_METHOD`, as scoring decodes it."""
-    return tf.io.decode_jpeg(encoded, channels=3, dct_method=JPEG_DCT_METHOD)
-
-
-def decode_for_model(encoded: tf.Tensor, image_size: int) -> tf.Tensor:
-    """The evaluation transform of one dataset image: whole, resized, 0..255."""
-    image = decode_stored(encoded)
-    return tf.image.resize(tf.cast(image, tf.float32), [image_size, image_size], antialias=True)
-
-
 def keeps_aspect_ratio(config: ml_collections.ConfigDict) -> bool:
     """Whether the config feeds whole photos at their own aspect ratio; only a model with
     spatial pyramid pooling takes their many shapes."""
@@ -145,34 +143,6 @@ def keeps_aspect_ratio(config: ml_collections.ConfigDict) -> bool:
             "--config.model.pooling=spp takes: set that, or keep_aspect_ratio=False to train on square crops"
         )
     return bool(config.input.keep_aspect_ratio)
-
-
-def whole_image_size(height: tf.Tensor, width: tf.Tensor, max_side: int, side_multiple: int) -> tuple[tf.Tensor, tf.Tensor]:
-    """(height, width) of a photo resized for a whole-image model: the longer side max_side,
-    the shorter the multiple of side_multiple nearest its aspect ratio (one at least)."""
-    if not 1 <= side_multiple <= max_side:
-        raise ValueError(
-            f"--config.input.side_multiple={side_multiple} must be between 1 and --config.input.max_side={max_side}"
-        )
-    height, width = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
-    short = tf.minimum(height, width) * max_side / tf.maximum(height, width)
-    short = tf.cast(tf.minimum(tf.maximum(1.0, tf.round(short / side_multiple)) * side_multiple, max_side), tf.int32)
-    long = tf.constant(max_side, tf.int32)
-    tall = height >= width
-    return tf.where(tall, long, short), tf.where(tall, short, long)
-
-
-def decode_whole_for_model(encoded: tf.Tensor, max_side: int, side_multiple: int) -> tf.Tensor:
-    """The evaluation transform of one dataset image for a whole-image model: the whole
-    photo resized to `whole_image_size`, 0..255 float32 [height, width, 3]."""
-    return resize_whole(tf.cast(decode_stored(encoded), tf.float32), max_side, side_multiple)
-
-
-def resize_whole(image: tf.Tensor, max_side: int, side_multiple: int) -> tf.Tensor:
-    """float32 [H, W, 3] resized to its `whole_image_size`, as evaluation and serving resize."""
-    shape = tf.shape(image)
-    height, width = whole_image_size(shape[0], shape[1], max_side, side_multiple)
-    return tf.image.resize(image, tf.stack([height, width]), antialias=True)
 
 
 class DatasetNotBuiltError(FileNotFoundError):
@@ -230,12 +200,12 @@ def _random_crop(record, image_size: int, crop_fraction: float, seed: int):
     offset_y = offsets[0] % (height - crop_height + 1)
     offset_x = offsets[1] % (width - crop_width + 1)
     window = tf.stack([offset_y, offset_x, crop_height, crop_width])
-    image = tf.image.decode_and_crop_jpeg(encoded, window, channels=3, dct_method=JPEG_DCT_METHOD)
+    image = tf.image.decode_and_crop_jpeg(encoded, window, channels=3, dct_method=model_input.JPEG_DCT_METHOD)
     image = tf.image.stateless_random_flip_left_right(image, seed=flip_seed)
     pixels = tf.cond(
         tf.logical_and(crop_height == image_size, crop_width == image_size),
         lambda: image,
-        lambda: tf.saturate_cast(tf.round(tf.image.resize(image, [image_size, image_size], antialias=True)), tf.uint8),
+        lambda: model_input.resize_to_model(image, image_size),
     )
     pixels = tf.ensure_shape(pixels, [image_size, image_size, 3])
     return {PIXELS: pixels, DISTRIBUTION: record[features.RATING_DISTRIBUTION]}
@@ -253,7 +223,7 @@ def _whole_image_training_batches(config, records, input_context, batch_size: in
             features.IMAGE: record[features.IMAGE],
             features.IMAGE_ID: record[features.IMAGE_ID],
             DISTRIBUTION: record[features.RATING_DISTRIBUTION],
-            _TARGET_SHAPE: tf.stack(whole_image_size(shape[0], shape[1], max_side, side_multiple)),
+            _TARGET_SHAPE: tf.stack(model_input.whole_image_size(shape[0], shape[1], max_side, side_multiple)),
         }
 
     def decode(batch):
@@ -261,10 +231,10 @@ def _whole_image_training_batches(config, records, input_context, batch_size: in
 
         def one(encoded_and_id):
             encoded, image_id = encoded_and_id
-            image = decode_stored(encoded)
+            image = model_input.decode_stored(encoded)
             image_seed = tf.stack([tf.constant(seed, tf.int64), tf.cast(image_id, tf.int64)])
             image = tf.image.stateless_random_flip_left_right(image, seed=image_seed)
-            return tf.saturate_cast(tf.round(tf.image.resize(image, size, antialias=True)), tf.uint8)
+            return model_input.resize_rounded(image, size)
 
         pixels = tf.map_fn(
             one, (batch[features.IMAGE], batch[features.IMAGE_ID]), fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8)
@@ -276,15 +246,6 @@ def _whole_image_training_batches(config, records, input_context, batch_size: in
     batches = batches.skip(skip_batches * input_context.num_replicas_in_sync // input_context.num_input_pipelines)
     batches = batches.map(decode, num_parallel_calls=AUTOTUNE, deterministic=config.input.deterministic)
     return batches.ignore_errors(log_warning=True).prefetch(AUTOTUNE)
-
-
-def _whole_image_eval_batches(config, records, batch_size: int) -> tf.data.Dataset:
-    def whole(record):
-        pixels = decode_whole_for_model(record[features.IMAGE], config.input.max_side, config.input.side_multiple)
-        return {PIXELS: pixels, DISTRIBUTION: record[features.RATING_DISTRIBUTION], features.IMAGE_ID: record[features.IMAGE_ID]}
-
-    dataset = records.map(whole, num_parallel_calls=AUTOTUNE, deterministic=True).ignore_errors(log_warning=True)
-    return _batch_by_shape(dataset, batch_size, lambda element: tf.shape(element[PIXELS])[:2]).prefetch(AUTOTUNE)
 
 
 def _batch_by_shape(dataset: tf.data.Dataset, batch_size: int, shape_of) -> tf.data.Dataset:

@@ -34,8 +34,8 @@ def predict_split(model: keras.Model, config: ml_collections.ConfigDict, split: 
     head = heads.of(model)
     # Any batch size and, for whole photos, any shape: one trace.
     predict = tf.function(
-        lambda pixels: head.outputs(model(pixels, training=False)),
-        input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)],
+        lambda pixels: head.outputs(model(tf.cast(pixels, tf.float32), training=False)),
+        input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)],
     )
     ids, true, outputs = [], [], []
     for batch in input_pipeline.eval_dataset(config, split, config.train.eval_batch_size):

@@ -42,7 +42,7 @@ class AvaConfig(tfds.core.BuilderConfig):
     count (`ava_core.sample`), for whole-image models.
     """
 
-    resize_to: Optional[tuple[int, int]] = (256, 256)
+    resize_to: Optional[tuple[int, int]] = images.STORED_SIZE
     jpeg_quality: int = images.DEFAULT_JPEG_QUALITY
     num_sample_images: Optional[int] = None
     sample_framed: bool = False
