@@ -14,6 +14,11 @@ TFRecords and dataset_info.json under OUT/ava/<config>/<version>/ (what `tfds.lo
 with rejected.jsonl, stats.json and eda.png beside them. A local run shows a progress bar
 (rows decoded, examples, rejections, rate, ETA) and keeps the runner's log lines to
 warnings unless --log_level says otherwise.
+
+Reading failing wholesale (no permission, expired credentials, a bucket gone) is no bad
+data: the workers read a sample of the photos before the main pass and tally their reads
+as they go (`--read_sample_size`, `--max_read_failure_fraction`), and such a build stops
+with a one-line cause, a non-zero exit and nothing published.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from apache_beam.io.filesystems import FileSystems  # noqa: E402
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions  # noqa: E402
 
 import ava_tfds  # noqa: E402,F401  (registers the `ava` builder)
-from ava_core import ava_index  # noqa: E402
+from ava_core import ava_index, read_failures  # noqa: E402
 from ava_tfds.ava import ava_dataset_builder, progress, stats, transforms  # noqa: E402
 
 DATASET = "ava"
@@ -65,6 +70,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         builder.download_and_prepare(
             download_config=tfds.download.DownloadConfig(manual_dir=args.ava_dir, beam_options=options)
         )
+    except FileNotFoundError as error:  # the builder's own checks of the AVA directory say what to do
+        raise SystemExit(f"error: {error}") from None
+    except Exception as error:  # noqa: BLE001 - a storage failure, from whichever runner, is told in one line
+        cause = storage_failure(error)
+        if cause is None:
+            raise
+        raise SystemExit(f"error: {cause}") from None
     finally:
         if monitor is not None:
             monitor.stop()
@@ -74,6 +86,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     if stats_path.exists():
         print(stats.format_summary(json.loads(stats_path.read_text())))
     print(f"Dataset written to {builder.data_path}: tfds.load('{DATASET}/{args.config}', data_dir={args.output_dir!r})")
+
+
+def storage_failure(error: BaseException) -> str | None:
+    """The one-line cause of a build stopped by `read_failures.StorageFailure`, which runners
+    hand back inside their own exceptions (a worker's traceback as text); None for any other error."""
+    text = str(error)
+    start = text.rfind(read_failures.MESSAGE_PREFIX)
+    if start < 0:
+        return None
+    return text[start:].splitlines()[0].rstrip("'\"")
 
 
 def with_local_runner_defaults(beam_args: Sequence[str]) -> list[str]:
@@ -104,8 +126,11 @@ def _parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[st
 def _set_log_level(level: str) -> None:
     logging.getLogger().setLevel(level)
     absl_logging.set_verbosity(level.lower())
+    relay = logging.getLogger("apache_beam.runners.portability.local_job_service")
     if level == "WARNING":  # the local workers' start-up warnings arrive through this logger, one per worker
-        logging.getLogger("apache_beam.runners.portability.local_job_service").setLevel(logging.ERROR)
+        relay.setLevel(logging.ERROR)
+    # A storage failure's worker traceback, relayed: `main` says its cause in one line.
+    relay.addFilter(lambda record: read_failures.MESSAGE_PREFIX not in record.getMessage())
 
 
 def _count_rows(ava_dir: str | None) -> int:

@@ -125,6 +125,7 @@ class Builder(tfds.core.dataset_builder.FileReaderBuilder):
                 VALIDATION_FRACTION,
                 num_tags=len(tag_names),
                 progress_dir=options.view_as(progress.ProgressOptions).progress_dir,
+                read_limits=options.view_as(transforms.ReadFailureOptions).limits(),
             )
         self.info.set_splits(self._name_shards())
 

@@ -37,11 +37,13 @@ import numpy as np
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
+from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import MAX_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
 from ava_core import ava_index, images, ratings
+from ava_core.read_failures import ReadFailureLimits, ReadTally, judge_sample
 from ava_tfds.ava import progress, shards, stats
 from ava_core.rejections import Reason, RejectedInput, Rejection
 
@@ -56,6 +58,26 @@ READ_RETRY_DELAYS_S = (0.5, 2.0)
 INDEX_RANGE_BYTES = 32 << 10  # ~700 rows of AVA.txt per range: many more ranges than workers
 
 _REJECTED, _SHARDS = "rejected", "shards"
+
+
+class ReadFailureOptions(PipelineOptions):
+    """When read failures mean broken storage rather than bad photos (`ava_core.read_failures`)."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser) -> None:
+        defaults = ReadFailureLimits()
+        parser.add_argument(
+            "--max_read_failure_fraction", type=float, default=defaults.max_fraction,
+            help="Stop the build when more than this share of a worker's rows (once "
+                 f"{defaults.min_failures} have) find their photo missing, or unreadable.",
+        )
+        parser.add_argument(
+            "--read_sample_size", type=int, default=defaults.sample_size,
+            help="Photos the workers read before the main pass; the build stops when most of them fail (0: no such check).",
+        )
+
+    def limits(self) -> ReadFailureLimits:
+        return dataclasses.replace(ReadFailureLimits(), max_fraction=self.max_read_failure_fraction, sample_size=self.read_sample_size)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,8 +111,13 @@ def build(
     num_tags: int | None = None,
     progress_dir: str | None = None,
     shard_bytes: int = shards.DEFAULT_SHARD_BYTES,
+    read_limits: ReadFailureLimits = ReadFailureLimits(),
 ) -> None:
-    """The whole build: shards under output_dir/SHARD_DIR, listed with the reports in output_dir."""
+    """The whole build: shards under output_dir/SHARD_DIR, listed with the reports in output_dir.
+
+    No row is decoded before a sample of the index's photos was read on the workers
+    (`ReadSample`): a storage failure stops the build there, in seconds.
+    """
     ava_dir, output_dir = ava_dir.rstrip("/"), output_dir.rstrip("/")
     index_path = f"{ava_dir}/{ava_index.AVA_INDEX_FILE}"
     test_list = f"{ava_dir}/{ava_index.TEST_LIST_FILE}"
@@ -107,6 +134,11 @@ def build(
         listed_ids = ava_index.parse_id_list(file.read().decode(), test_list)
     listed = pipeline | "TestList" >> beam.Create(listed_ids)
     not_in_index = tally | "NotInIndex" >> beam.FlatMap(_not_in_index, listed=beam.pvalue.AsList(listed))
+    sample_read = (
+        whole_index
+        | "SampleRows" >> beam.combiners.Sample.FixedSizeGlobally(read_limits.sample_size)
+        | "ReadSample" >> beam.Map(_read_sample, ava_dir=ava_dir, limits=read_limits)
+    )
     lines = (
         pipeline
         | "IndexPath" >> beam.Create([index_path])
@@ -121,8 +153,10 @@ def build(
         num_tags,
         listed=beam.pvalue.AsList(listed),
         kept_index=beam.pvalue.AsSingleton(tally | "KeptIndex" >> beam.Map(lambda t: t.kept_index)),
+        sample_read=beam.pvalue.AsSingleton(sample_read),
         progress_dir=progress_dir,
         shard_bytes=shard_bytes,
+        read_limits=read_limits,
     )
     rejected = (not_in_index, written.rejected) | "AllRejected" >> beam.Flatten()
     write_reports(index_rows, written, rejected, output_dir)
@@ -141,14 +175,16 @@ class DecodeAndWrite(beam.PTransform):
         num_tags: int | None,
         listed: beam.pvalue.AsSideInput,
         kept_index: beam.pvalue.AsSideInput,
+        sample_read: beam.pvalue.AsSideInput,
         progress_dir: str | None = None,
         shard_bytes: int = shards.DEFAULT_SHARD_BYTES,
+        read_limits: ReadFailureLimits = ReadFailureLimits(),
     ):
         super().__init__()
         self._decode = _DecodeAndWriteFn(
-            ava_dir, policy, encode_example, shard_dir, validation_fraction, num_tags, progress_dir, shard_bytes
+            ava_dir, policy, encode_example, shard_dir, validation_fraction, num_tags, progress_dir, shard_bytes, read_limits
         )
-        self._side_inputs = {"listed": listed, "kept_index": kept_index}
+        self._side_inputs = {"listed": listed, "kept_index": kept_index, "sample_read": sample_read}
         self._shard_dir = shard_dir
         self._shard_bytes = shard_bytes
 
@@ -271,8 +307,9 @@ class _DecodeAndWriteFn(beam.DoFn):
     """One line of AVA.txt to an example in this bundle's shards, or to a rejection.
 
     Whatever one input raises ends as that input's rejection; only a failure to write
-    the shards (the output) fails the bundle. Its main output is one ExampleColumns per
-    bundle (the statistics of its examples), emitted with the bundle's shard files.
+    the shards (the output), or reads failing wholesale (`ReadTally`: the storage, not the
+    data), fails the bundle. Its main output is one ExampleColumns per bundle (the
+    statistics of its examples), emitted with the bundle's shard files.
     """
 
     def __init__(
@@ -285,6 +322,7 @@ class _DecodeAndWriteFn(beam.DoFn):
         num_tags: int | None,
         progress_dir: str | None,
         shard_bytes: int,
+        read_limits: ReadFailureLimits,
     ):
         self._ava_dir = ava_dir
         self._policy = policy
@@ -294,13 +332,17 @@ class _DecodeAndWriteFn(beam.DoFn):
         self._num_tags = num_tags
         self._progress_dir = progress_dir
         self._shard_bytes = shard_bytes
+        self._read_limits = read_limits
+
+    def setup(self) -> None:
+        self._reads = ReadTally(self._read_limits, f"{self._ava_dir}/{ava_index.IMAGES_DIR}")
 
     def start_bundle(self) -> None:
         self._writers: dict[str, shards.RollingShardWriter] = {}
         self._columns = stats.ExampleColumns()
         self._listed: frozenset[int] | None = None
 
-    def process(self, line: str, listed: list[int], kept_index: dict[int, int | None]):
+    def process(self, line: str, listed: list[int], kept_index: dict[int, int | None], sample_read: int):
         if not line.strip():
             return
         _count("index_rows")
@@ -339,7 +381,14 @@ class _DecodeAndWriteFn(beam.DoFn):
         split = ava_index.assign_split(row.image_id, row.image_id in self._listed, self._validation_fraction)
         path = ava_index.image_path(self._ava_dir, row.image_id)
         try:
-            clean = images.reencode(read_image(path), self._policy)
+            data = read_image(path, patient=not self._reads.failing)
+        except RejectedInput as error:
+            self._reads.record(error.reason, error.detail)
+            self._reads.check()
+            return _reject(row.image_id, error.reason, error.detail)
+        self._reads.record(None)
+        try:
+            clean = images.reencode(data, self._policy)
         except RejectedInput as error:
             detail = error.detail if error.detail.startswith(path) else f"{path}: {error.detail}"
             return _reject(row.image_id, error.reason, detail)
@@ -371,8 +420,9 @@ def _in_global_window(value) -> WindowedValue:
     return WindowedValue(value, MAX_TIMESTAMP, [GlobalWindow()])
 
 
-def read_image(path: str) -> bytes:
-    """The file's bytes, read with up to READ_ATTEMPTS tries.
+def read_image(path: str, patient: bool = True) -> bytes:
+    """The file's bytes, read with up to READ_ATTEMPTS tries, waiting READ_RETRY_DELAYS_S
+    between them when `patient` (not while most reads fail: waiting only delays the verdict).
 
     Raises RejectedInput: MISSING_FILE when the path does not exist (each filesystem says
     "not found" its own way), UNREADABLE when it exists but every try failed (a
@@ -386,11 +436,29 @@ def read_image(path: str) -> bytes:
             error = caught
         if not _exists(path):
             raise RejectedInput(Reason.MISSING_FILE, f"{path}: no such file ({type(error).__name__})")
-        if attempt < len(READ_RETRY_DELAYS_S):
+        if patient and attempt < len(READ_RETRY_DELAYS_S):
             time.sleep(READ_RETRY_DELAYS_S[attempt])
     raise RejectedInput(
         Reason.UNREADABLE, f"{path}: exists but {READ_ATTEMPTS} reads failed, the last with {type(error).__name__}: {error}"
     )
+
+
+def _read_sample(lines: list[str], ava_dir: str, limits: ReadFailureLimits) -> int:
+    """Reads the photos of the sampled rows once each, on a worker; raises StorageFailure
+    when most fail (`judge_sample`), before the main pass reads any. Returns how many were read."""
+    results = []
+    for line in lines:
+        try:
+            image_id = ava_index.parse_row(line, None).image_id
+        except RejectedInput:
+            continue  # a bad row is the main pass's to reject
+        path = ava_index.image_path(ava_dir, image_id)
+        try:
+            read_image(path, patient=False)
+            results.append((None, ""))
+        except RejectedInput as error:
+            results.append((error.reason, error.detail))
+    return judge_sample(results, f"{ava_dir}/{ava_index.IMAGES_DIR}", limits)
 
 
 def _read_bytes(path: str) -> bytes:
