@@ -19,6 +19,7 @@ from PIL import Image
 
 from ava_core import ava_index, images
 from ava_tfds.ava import transforms
+from ava_core.read_failures import ReadFailureLimits
 from ava_core.rejections import Reason, Rejection
 
 from conftest import BEAM_RUNNER
@@ -140,7 +141,8 @@ def test_unreadable_paths_are_rejections_and_a_read_that_recovers_is_an_example(
     monkeypatch.setattr(transforms, "_read_bytes", _flaky_reads(transforms._read_bytes, failures))
     monkeypatch.setattr(transforms, "READ_RETRY_DELAYS_S", (0.01, 0.01))
     output_dir = tmp_path / "out"
-    run_build(tiny_ava.root, output_dir)
+    # No sample read before the main pass: it would spend the failures planted for the main pass's tries.
+    run_build(tiny_ava.root, output_dir, read_limits=ReadFailureLimits(sample_size=0))
 
     unreadable = {r.image_id: r.detail for r in rejections(output_dir) if r.reason == Reason.UNREADABLE}
     assert set(unreadable) == {directory_id, no_permission_id, keeps_failing_id}
