@@ -52,6 +52,9 @@ class _OneBatchTask:
     def checkpoint_items(self):
         return {"model": self.model, "optimizer": self.optimizer}
 
+    def model_variables(self):
+        return self.model.variables
+
     def begin_phase(self, phase):
         return self.step
 

@@ -22,31 +22,41 @@ class _LinearTask:
     """Least squares by SGD; the batch of a step depends only on (phase, epoch, step).
 
     `nan_at`: the (phase index, epoch, step) whose batch is NaN, which makes the weights
-    NaN from then on, as an overflowing real step would. `validation`: scripted values of
-    the metric, one an epoch; by default the loss on a fixed batch.
+    NaN from then on, as an overflowing real step would. `overflow_at`: the step whose
+    update overflows the weights to infinity after a finite loss, as float32 Adam can.
+    `validation`: scripted values of the metric, one an epoch; by default the loss on a
+    fixed batch.
     """
 
     global_batch_size = 4
     phases = PHASES
     steps_per_epoch = STEPS_PER_EPOCH
 
-    def __init__(self, nan_at: tuple[int, int, int] | None = None, validation: list[float] | None = None):
+    def __init__(
+        self,
+        nan_at: tuple[int, int, int] | None = None,
+        validation: list[float] | None = None,
+        overflow_at: tuple[int, int, int] | None = None,
+    ):
         self.weights = tf.Variable(tf.zeros([3]), name="weights")
-        self._nan_at, self._validation = nan_at, list(validation or [])
+        self._nan_at, self._validation, self._overflow_at = nan_at, list(validation or []), overflow_at
         self.validated = 0
 
     def checkpoint_items(self):
         return {"model": tf.train.Checkpoint(weights=self.weights)}
+
+    def model_variables(self):
+        return [self.weights]
 
     def begin_phase(self, phase):
         rate = 0.1 if phase.name == "warm" else 0.05
 
         @tf.function
         def step(iterator):
-            inputs, targets = next(iterator)
+            inputs, targets, scale = next(iterator)
             with tf.GradientTape() as tape:
                 loss = tf.reduce_mean((tf.linalg.matvec(inputs, self.weights) - targets) ** 2)
-            self.weights.assign_sub(rate * tape.gradient(loss, self.weights))
+            self.weights.assign_sub(rate * tape.gradient(loss, self.weights) * scale * scale)
             return loss
 
         return step
@@ -57,7 +67,9 @@ class _LinearTask:
             inputs = tf.random.stateless_normal([self.global_batch_size, 3], seed=seed)
             if self._nan_at is not None and (phase_index, epoch) == self._nan_at[:2]:
                 inputs = tf.where(step == self._nan_at[2], tf.fill(tf.shape(inputs), math.nan), inputs)
-            return inputs, tf.linalg.matvec(inputs, tf.constant([1.0, -2.0, 0.5]))
+            overflows = self._overflow_at is not None and (phase_index, epoch) == self._overflow_at[:2]
+            scale = tf.where(tf.logical_and(overflows, step == (self._overflow_at or (0, 0, 0))[2]), 1e38, 1.0)
+            return inputs, tf.linalg.matvec(inputs, tf.constant([1.0, -2.0, 0.5])), scale
 
         return iter(tf.data.Dataset.range(first_step, STEPS_PER_EPOCH).map(batch))
 
@@ -151,6 +163,18 @@ def test_a_non_finite_loss_stops_the_run_before_any_checkpoint_holds_its_weights
     assert not np.isfinite(task.weights.numpy()).all()
     saved = _saved_weights(tmp_path / loop.CHECKPOINT_DIR)
     assert all(np.isfinite(weights).all() for weights in saved.values()), saved
+
+
+def test_an_update_that_overflows_after_a_finite_loss_is_never_saved(tmp_path):
+    """Step 5's loss is finite, its update makes the weights infinite, and step 5 is a
+    checkpoint step: checking the losses alone would save those weights for a resume."""
+    task = _LinearTask(overflow_at=(0, 0, 4))
+    recorder = _Recorder()
+    with pytest.raises(loop.NonFiniteWeightsError, match=r"by global step 5 \(warm phase, epoch 1\).*--config.warm.learning_rate"):
+        loop.run(task, str(tmp_path), tf.distribute.get_strategy(), _settings(log_every=1, checkpoint_every=5), [recorder])
+    assert all(np.isfinite(recorder.losses)) and recorder.logged[-1] == 5
+    assert not np.isfinite(task.weights.numpy()).all()
+    assert _saved_weights(tmp_path / loop.CHECKPOINT_DIR) == {}
 
 
 def test_a_non_finite_loss_in_a_later_phase_names_that_phase_and_epoch(tmp_path):

@@ -1,5 +1,6 @@
 """The training loop, apart from what it trains: phases of epochs of steps, resumable at an
-exact step, with checkpoints, a finite-loss check before every save, the best checkpoint
+exact step, with checkpoints, a check of the losses and of the weights before every save
+(an update can overflow after a finite loss), the best checkpoint
 by a validation metric, and actions (summaries, history, log lines) called around it.
 
 Keras 3 `model.fit` fails under MultiWorkerMirroredStrategy (keras-team/keras#20585), so
@@ -42,6 +43,10 @@ class NonFiniteLossError(FloatingPointError):
     """The loss became NaN or infinite; the message names the step."""
 
 
+class NonFiniteWeightsError(FloatingPointError):
+    """A weight became NaN or infinite after a finite loss (an overflowing update); the message names the step."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Phase:
     name: str
@@ -57,6 +62,9 @@ class Task(Protocol):
 
     def checkpoint_items(self) -> dict[str, tf.Module]:
         """Weights and optimizer states, saved and restored with the run."""
+
+    def model_variables(self) -> Sequence[tf.Variable]:
+        """The model's variables (weights and statistics), checked finite before every save."""
 
     def begin_phase(self, phase: Phase) -> Callable[[Iterator], tf.Tensor]:
         """Readies the model for `phase` (which layers train) and returns its step: one
@@ -159,6 +167,7 @@ def run(
         tf.train.Checkpoint(**task.checkpoint_items()), _save_dir(workdir, BEST_DIR, writes), max_to_keep=1
     )
     _restore(checkpoint, workdir, progress, task.phases)
+    weights_are_finite = tf.function(lambda: tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in task.model_variables()]))
     total_steps = task.steps_per_epoch * sum(phase.epochs for phase in task.phases)
     for action in actions:
         action.on_start(_read(progress.global_step), total_steps)
@@ -184,9 +193,11 @@ def run(
                     for action in actions:
                         action.on_log(global_step, loss, task.learning_rate(phase))
                 if global_step % settings.checkpoint_every_steps == 0:
-                    losses.check()  # never save weights that a non-finite loss has reached
+                    losses.check()  # never save weights that a non-finite loss has reached,
+                    _check_weights(weights_are_finite, phase, epoch, global_step)  # or an overflowing update
                     manager.save(checkpoint_number=global_step)
             seconds = time.perf_counter() - started
+            _check_weights(weights_are_finite, phase, epoch, global_step)
             validation = task.validate()
             progress.epoch.assign(epoch + 1)
             progress.step.assign(0)
@@ -297,6 +308,15 @@ class _LossLog:
     def mean(self) -> float:
         self.check()
         return float(np.mean(self._values)) if self._values else math.nan
+
+
+def _check_weights(weights_are_finite: Callable[[], tf.Tensor], phase: Phase, epoch: int, global_step: int) -> None:
+    if not bool(weights_are_finite()):
+        raise NonFiniteWeightsError(
+            f"a weight became NaN or infinite by global step {global_step} ({phase.name} phase, epoch {epoch + 1}) "
+            "though every loss was finite: an update overflowed; nothing after the last checkpoint was saved. Lower "
+            f"the learning rate of this phase (--config.{phase.name}.learning_rate) or turn off mixed precision, then run again."
+        )
 
 
 def _read(variable: tf.Variable) -> int:

@@ -42,6 +42,9 @@ class NimaTask:
     def checkpoint_items(self) -> dict[str, tf.Module]:
         return {"model": self.model, **self._optimizers}
 
+    def model_variables(self) -> list[tf.Variable]:
+        return self.model.variables
+
     def begin_phase(self, phase: loop.Phase) -> Callable[[Iterator], tf.Tensor]:
         self._backbone.trainable = phase.name == FINETUNE
         return make_train_step(
