@@ -244,6 +244,36 @@ def test_a_run_killed_mid_epoch_resumes_at_the_exact_step_with_several_steps_a_c
     np.testing.assert_allclose(resumed_task.weights.numpy(), whole.weights.numpy(), rtol=1e-6)
 
 
+class _KilledAtValidation(_LinearTask):
+    """Killed after the checkpoint of its first epoch's last step, before that epoch ends."""
+
+    def validate(self):
+        raise KeyboardInterrupt("killed between the checkpoint of step 6 and the epoch's end")
+
+
+@pytest.mark.parametrize("killed_mid_epoch_too", [False, True], ids=["at-the-end", "mid-epoch-then-at-the-end"])
+def test_an_epoch_killed_after_its_last_checkpoint_is_reported_once_with_all_its_figures(tmp_path, killed_mid_epoch_too):
+    strategy, settings = tf.distribute.get_strategy(), _settings(log_every=2, checkpoint_every=3)
+    whole = _Recorder()
+    loop.run(_LinearTask(), str(tmp_path / "whole"), strategy, settings, [whole])
+
+    workdir = str(tmp_path / "killed")
+    if killed_mid_epoch_too:  # and the epoch's first half ran in yet another process
+        with pytest.raises(KeyboardInterrupt):
+            loop.run(_LinearTask(), workdir, strategy, settings, [_Recorder(stop_at_step=4)])
+    with pytest.raises(KeyboardInterrupt):
+        loop.run(_KilledAtValidation(), workdir, strategy, settings)
+    assert max(_saved_weights(tmp_path / "killed" / loop.CHECKPOINT_DIR)) == STEPS_PER_EPOCH
+
+    resumed = _Recorder()
+    loop.run(_LinearTask(), workdir, strategy, settings, [resumed])
+    assert [(e.phase.name, e.epoch) for e in resumed.epochs] == [(e.phase.name, e.epoch) for e in whole.epochs]
+    first, reference = resumed.epochs[0], whole.epochs[0]
+    assert first.steps == 0  # nothing left to run in this process
+    np.testing.assert_allclose(first.train_loss, reference.train_loss, rtol=1e-6)
+    assert 0 < first.seconds and np.isfinite(first.images_per_second) and first.images_per_second > 0
+
+
 def test_a_non_finite_loss_inside_a_call_is_named_at_its_step_and_never_saved(tmp_path, monkeypatch):
     # Saves every 5 steps, logs every 100, up to 6 steps a call: the call of tune's global
     # steps 7..10 hits NaN at step 8 and runs on; the save of step 10 must refuse it.

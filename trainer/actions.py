@@ -71,9 +71,9 @@ class EpochLog(loop.Action):
         self._total, self._done, self._seconds, self._steps = total_steps, global_step, 0.0, 0
 
     def on_epoch_end(self, epoch_end: loop.EpochEnd) -> None:
-        self._done += epoch_end.steps
+        self._done = epoch_end.global_step
         self._seconds += epoch_end.seconds
-        self._steps += epoch_end.steps
+        self._steps += epoch_end.epoch_steps
         remaining = (self._total - self._done) * self._seconds / max(self._steps, 1)
         logging.info(
             "%s epoch %d/%d: %d steps in %.1fs (%.2f steps/s, %.1f images/s), loss %.4f | "
@@ -81,9 +81,9 @@ class EpochLog(loop.Action):
             epoch_end.phase.name,
             epoch_end.epoch,
             epoch_end.phase.epochs,
-            epoch_end.steps,
+            epoch_end.epoch_steps,
             epoch_end.seconds,
-            epoch_end.steps / max(epoch_end.seconds, 1e-9),
+            epoch_end.epoch_steps / max(epoch_end.seconds, 1e-9),
             epoch_end.images_per_second,
             epoch_end.train_loss,
             headline(epoch_end.validation),

@@ -101,9 +101,10 @@ class EpochEnd:
     phase: Phase
     epoch: int  # 1-based
     global_step: int
-    steps: int  # run in this process (fewer than an epoch's after a resume)
-    seconds: float
-    train_loss: float
+    steps: int  # run in this process (fewer than an epoch's after a resume; none when killed at its end)
+    epoch_steps: int  # all of the epoch's, which `seconds`, `train_loss` and `images_per_second` cover
+    seconds: float  # the epoch's training, over every process that ran part of it
+    train_loss: float  # the mean of all the epoch's step losses, over every process
     learning_rate: float
     images_per_second: float
     validation: dict[str, float]
@@ -132,17 +133,31 @@ class Progress:
     step: tf.Variable
     global_step: tf.Variable
     best_validation: tf.Variable
+    # The epoch so far, so that a resumed epoch reports all of it: a run killed right after
+    # the checkpoint of an epoch's last step resumes into an epoch with no step left to run.
+    epoch_loss_sum: tf.Variable
+    epoch_losses: tf.Variable
+    epoch_seconds: tf.Variable
 
     @classmethod
     def create(cls) -> "Progress":
         counter = lambda name: tf.Variable(0, dtype=tf.int64, trainable=False, name=name)
+        real = lambda name, value=0.0: tf.Variable(value, dtype=tf.float64, trainable=False, name=name)
         return cls(
             counter("phase"),
             counter("epoch"),
             counter("step"),
             counter("global_step"),
-            tf.Variable(np.inf, dtype=tf.float64, trainable=False, name="best_validation"),
+            real("best_validation", np.inf),
+            real("epoch_loss_sum"),
+            counter("epoch_losses"),
+            real("epoch_seconds"),
         )
+
+    def record_epoch(self, loss_sum: float, losses: int, seconds: float) -> None:
+        self.epoch_loss_sum.assign(loss_sum)
+        self.epoch_losses.assign(losses)
+        self.epoch_seconds.assign(seconds)
 
     def as_dict(self) -> dict[str, tf.Variable]:
         # Not dataclasses.asdict: it deep-copies, and the checkpoint must track these very variables.
@@ -179,8 +194,8 @@ def run(
         while _read(progress.epoch) < phase.epochs:
             epoch, first_step, global_step = _read(progress.epoch), _read(progress.step), _read(progress.global_step)
             iterator = task.train_iterator(phase_index, epoch, first_step)
-            losses = _LossLog(phase, epoch)
-            started = time.perf_counter()
+            losses = _LossLog(phase, epoch, float(progress.epoch_loss_sum.numpy()), _read(progress.epoch_losses))
+            seconds_before, started = float(progress.epoch_seconds.numpy()), time.perf_counter()
             step = first_step
             while step < task.steps_per_epoch:
                 num_steps = steps_in_call(global_step, task.steps_per_epoch - step, settings)
@@ -195,12 +210,14 @@ def run(
                 if global_step % settings.checkpoint_every_steps == 0:
                     losses.check()  # never save weights that a non-finite loss has reached,
                     _check_weights(weights_are_finite, phase, epoch, global_step)  # or an overflowing update
+                    progress.record_epoch(*losses.total(), seconds_before + time.perf_counter() - started)
                     manager.save(checkpoint_number=global_step)
-            seconds = time.perf_counter() - started
+            seconds = seconds_before + time.perf_counter() - started
             _check_weights(weights_are_finite, phase, epoch, global_step)
             validation = task.validate()
             progress.epoch.assign(epoch + 1)
             progress.step.assign(0)
+            progress.record_epoch(0.0, 0, 0.0)
             improved = validation[settings.best_metric] < float(progress.best_validation.numpy())
             if improved:
                 progress.best_validation.assign(validation[settings.best_metric])
@@ -212,10 +229,11 @@ def run(
                 epoch=epoch + 1,
                 global_step=_read(progress.global_step),
                 steps=steps,
+                epoch_steps=task.steps_per_epoch,
                 seconds=seconds,
                 train_loss=losses.mean(),
                 learning_rate=task.learning_rate(phase),
-                images_per_second=steps * task.global_batch_size / max(seconds, 1e-9),
+                images_per_second=task.steps_per_epoch * task.global_batch_size / max(seconds, 1e-9),
                 validation=validation,
                 improved=improved,
             )
@@ -277,10 +295,12 @@ def steps_in_call(global_step: int, steps_left_in_epoch: int, settings: LoopSett
 
 
 class _LossLog:
-    """The step losses of an epoch, read back from the device only when checked."""
+    """The step losses of an epoch, read back from the device only when checked; with the
+    sum and number of those a killed process ran before (`Progress`)."""
 
-    def __init__(self, phase: Phase, epoch: int):
+    def __init__(self, phase: Phase, epoch: int, earlier_sum: float = 0.0, earlier_count: int = 0):
         self._phase, self._epoch = phase, epoch
+        self._earlier_sum, self._earlier_count = earlier_sum, earlier_count
         self._pending: list[tuple[int, tf.Tensor]] = []
         self._values: list[float] = []
 
@@ -305,9 +325,14 @@ class _LossLog:
         self._pending = []
         return self._values[-1] if self._values else math.nan
 
+    def total(self) -> tuple[float, int]:
+        """(sum, number) of the epoch's checked losses, earlier processes' included."""
+        return self._earlier_sum + float(np.sum(self._values)), self._earlier_count + len(self._values)
+
     def mean(self) -> float:
         self.check()
-        return float(np.mean(self._values)) if self._values else math.nan
+        loss_sum, count = self.total()
+        return loss_sum / count if count else math.nan
 
 
 def _check_weights(weights_are_finite: Callable[[], tf.Tensor], phase: Phase, epoch: int, global_step: int) -> None:
