@@ -311,3 +311,27 @@ def test_export_command_writes_both_signatures_the_keras_model_and_the_tflite_as
     tflite_mean = runner(**{signature.PIXELS: photo})[signature.MEAN][0]
     saved_mean = _mean_of_pixels(loaded.signatures[signature.PIXELS_SIGNATURE], photo)[0]
     assert 1 <= tflite_mean <= 10 and abs(tflite_mean - saved_mean) <= export.TFLITE_MEAN_TOLERANCE["dynamic_int8"]
+
+
+def test_a_photo_the_evaluation_cannot_decode_is_named_and_left_out_of_the_figures(trained_workdir, monkeypatch):
+    """The build stores only photos that decode; should a stored one still fail, the
+    evaluation scores the others and names it, rather than drop it unsaid."""
+    config = run_dir.load_config(trained_workdir)
+    victim = sorted(int(r[features.IMAGE_ID]) for r in input_pipeline.eval_records(config, "test").as_numpy_iterator())[3]
+    records = input_pipeline.eval_records
+
+    def with_a_broken_photo(config, split):
+        def break_victim(record):
+            broken = tf.where(record[features.IMAGE_ID] == victim, tf.constant(b"\xff\xd8 not a JPEG"), record[features.IMAGE])
+            return {**record, features.IMAGE: broken}
+
+        return records(config, split).map(break_victim)
+
+    monkeypatch.setattr(input_pipeline, "eval_records", with_a_broken_photo)
+    result = evaluate.evaluate_run(trained_workdir, "test")
+    assert result["unscored"] == {"count": 1, "image_ids": [victim]}
+    assert result["model"]["num_images"] == input_pipeline.num_examples(config, "test") - 1
+    eval_dir = pathlib.Path(trained_workdir) / evaluate.EVAL_DIR
+    assert victim not in set(pd.read_csv(eval_dir / evaluate.PREDICTIONS_FILE)["image_id"])
+    assert f"1 photos of the test split could not be decoded and are in none of these figures (ids {victim})" in (
+        eval_dir / evaluate.REPORT_FILE).read_text()

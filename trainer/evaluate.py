@@ -77,6 +77,8 @@ def evaluate_run(workdir: str, split: str = "test", overrides: dict | None = Non
             "keep_aspect_ratio": config.input.keep_aspect_ratio,
         },
         **comparison,
+        # The figures cover model.num_images photos; these could not be decoded.
+        "unscored": {"count": len(scored.unscored_ids), "image_ids": list(scored.unscored_ids)},
         "published": PUBLISHED,
     }
     out = os.path.join(workdir, EVAL_DIR)
@@ -134,8 +136,15 @@ def report_table(*results: dict) -> str:
         f"(mean score > 5); calling every photo beautiful scores that accuracy and precision, with recall 1."
         for (dataset, split), baseline in baselines.items()
     ]
+    unscored = [
+        f"{os.path.basename(os.path.normpath(result['run']['workdir']))}: {result['unscored']['count']} photos of the "
+        f"{result['split']} split could not be decoded and are in none of these figures (ids "
+        f"{', '.join(map(str, result['unscored']['image_ids']))})."
+        for result in results if result["unscored"]["count"]
+    ]
     splits = sorted({result["split"] for result in results})
-    return f"Evaluation on the {', '.join(splits)} split\n\n" + header + "\n".join(lines) + "\n\n" + "\n".join(balance) + "\n"
+    return (f"Evaluation on the {', '.join(splits)} split\n\n" + header + "\n".join(lines) + "\n\n"
+            + "\n".join(balance + unscored) + "\n")
 
 
 def main(argv: list[str]) -> None:

@@ -182,7 +182,8 @@ def run(
         tf.train.Checkpoint(**task.checkpoint_items()), _save_dir(workdir, BEST_DIR, writes), max_to_keep=1
     )
     _restore(checkpoint, workdir, progress, task.phases)
-    weights_are_finite = tf.function(lambda: tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in task.model_variables()]))
+    real = [variable for variable in task.model_variables() if tf.as_dtype(variable.dtype).is_floating]  # not seeds and counters
+    weights_are_finite = tf.function(lambda: tf.reduce_all([tf.reduce_all(tf.math.is_finite(variable)) for variable in real]))
     total_steps = task.steps_per_epoch * sum(phase.epochs for phase in task.phases)
     for action in actions:
         action.on_start(_read(progress.global_step), total_steps)

@@ -6,6 +6,7 @@ import dataclasses
 
 import keras
 import ml_collections
+from absl import logging
 import numpy as np
 import tensorflow as tf
 
@@ -18,6 +19,7 @@ class Predictions:
     image_ids: np.ndarray  # [N]
     true_distribution: np.ndarray  # [N, NUM_BINS]
     outputs: dict[str, np.ndarray]  # the head's outputs by name (heads.MEAN, ...), float64
+    unscored_ids: tuple[int, ...] = ()  # photos of the split that could not be decoded: in no figure
 
     @property
     def predicted_mean(self) -> np.ndarray:
@@ -44,11 +46,27 @@ def predict_split(model: keras.Model, config: ml_collections.ConfigDict, split: 
         outputs.append({name: value.numpy() for name, value in predict(batch[input_pipeline.PIXELS]).items()})
     if not ids:
         raise ValueError(f"split {split!r} of {config.dataset.name} has no images to evaluate")
+    scored = np.concatenate(ids)
+    unscored = _unscored_ids(config, split, scored)
+    if unscored:
+        logging.warning("%d photos of the %s split could not be decoded and are in no figure: ids %s",
+                        len(unscored), split, ", ".join(map(str, unscored)))
     return Predictions(
-        np.concatenate(ids),
+        scored,
         np.concatenate(true),
         {name: np.concatenate([batch[name] for batch in outputs]).astype(np.float64) for name in outputs[0]},
+        unscored,
     )
+
+
+def _unscored_ids(config: ml_collections.ConfigDict, split: str, scored: np.ndarray) -> tuple[int, ...]:
+    """The ids of the split's photos the evaluation could not decode (its input pipeline
+    skips them rather than end the run). The split's size says whether any are missing;
+    only then is the split read again for their ids."""
+    if len(scored) >= input_pipeline.num_examples(config, split):
+        return ()
+    every = input_pipeline.eval_records(config, split).map(lambda record: record[features.IMAGE_ID])
+    return tuple(sorted(set(int(i) for i in every.as_numpy_iterator()) - set(int(i) for i in scored)))
 
 
 def evaluate_model(model: keras.Model, config: ml_collections.ConfigDict, split: str) -> dict[str, float]:
