@@ -18,6 +18,7 @@ TAGS_FILE = "tags.txt"
 CHALLENGES_FILE = "challenges.txt"
 TEST_LIST_FILE = "aesthetics_image_lists/generic_test.jpgl"
 IMAGES_DIR = "images"
+MAX_IMAGE_ID = 999_999  # AVA's ids have at most six digits
 NO_TAG = 0
 NUM_TAGS_PER_IMAGE = 2
 TRAIN, VALIDATION, TEST = "train", "validation", "test"

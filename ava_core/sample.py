@@ -68,7 +68,6 @@ CHALLENGE_THEMES = (
 )
 NUM_CHALLENGES = 40
 MAX_CHALLENGE_ID = 1500
-MAX_IMAGE_ID = 999_999
 TEST_FRACTION = 0.2
 # Votes a photo: AVA has 78..549, mean 210, sd 61; a gamma with that mean and sd, clipped.
 MIN_VOTES, MAX_VOTES, MEAN_VOTES, SD_VOTES = 78, 549, 210.0, 61.0
@@ -159,7 +158,7 @@ def write_sample(
         )
     rng = np.random.default_rng(seed)
     num_planted_ids = sum(1 for kind in PLANTED.values() if kind.recipe is not None)
-    ids = (rng.choice(MAX_IMAGE_ID, size=num_images + num_planted_ids, replace=False) + 1).tolist()
+    ids = (rng.choice(ava_index.MAX_IMAGE_ID, size=num_images + num_planted_ids, replace=False) + 1).tolist()
     planted = {name: ids.pop() for name, kind in PLANTED.items() if kind.recipe is not None}
     challenges = sorted((rng.choice(MAX_CHALLENGE_ID, size=NUM_CHALLENGES, replace=False) + 1).tolist())
 

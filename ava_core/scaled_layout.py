@@ -24,7 +24,6 @@ from ava_core import ava_index, sample
 
 AVA_NUM_ROWS = 255_530
 AVA_TEST_FRACTION = 19_930 / AVA_NUM_ROWS
-MAX_AVA_ID = 999_999
 
 
 def draw_photos(directory: pathlib.Path, count: int, seed: int = 0) -> list[pathlib.Path]:
@@ -51,7 +50,7 @@ def write_layout(root: pathlib.Path, num_rows: int, photos: list[pathlib.Path], 
     (root / ava_index.IMAGES_DIR).mkdir(parents=True)
     (root / ava_index.TEST_LIST_FILE).parent.mkdir(parents=True)
     rng = np.random.default_rng(seed)
-    ids = (rng.choice(MAX_AVA_ID, size=num_rows, replace=False) + 1).tolist()
+    ids = (rng.choice(ava_index.MAX_IMAGE_ID, size=num_rows, replace=False) + 1).tolist()
     votes = rng.multinomial(rng.integers(78, 550, size=num_rows), np.full(10, 0.1))
     votes[votes.sum(axis=1) == 0, 4] = 1
     tags = rng.integers(0, len(sample.TAG_NAMES) + 1, size=(num_rows, 2))

@@ -82,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             monitor.stop()
         if progress_dir is not None:
             shutil.rmtree(progress_dir, ignore_errors=True)
-    stats_path = builder.data_path / transforms.STATS_FILE
+    stats_path = builder.data_path / stats.STATS_FILE
     if stats_path.exists():
         print(stats.format_summary(json.loads(stats_path.read_text())))
     print(f"Dataset written to {builder.data_path}: tfds.load('{DATASET}/{args.config}', data_dir={args.output_dir!r})")

@@ -57,6 +57,7 @@ import ml_collections
 import tensorflow as tf
 
 from ava_core import scaled_layout
+from ava_tfds.ava import ava_dataset_builder
 from benchmarks import common
 from configs import nima_mobilenet
 from trainer import input_pipeline, loop, task, train
@@ -64,7 +65,6 @@ from trainer import input_pipeline, loop, task, train
 GOAL_IMAGES_PER_SECOND = 5000
 GOAL_OF_CEILING = 0.9
 GOAL_MIRRORED_SPREAD = 0.05
-VALIDATION_FRACTION = 0.05  # ava_tfds: the validation split is 5% of the non-test rows
 ROWS_MARGIN = 1.05  # the validation split is chosen by hashing ids: its size varies a little
 STRATEGIES = ("default", "mirrored")
 CEILING_BATCHES = 8
@@ -147,7 +147,7 @@ def _names(text: str) -> list[str]:
 def rows_needed(batch_size: int, steps: int) -> int:
     """AVA rows whose training split holds `steps` batches: the test list and the
     validation slice take their shares first."""
-    training_share = (1 - scaled_layout.AVA_TEST_FRACTION) * (1 - VALIDATION_FRACTION)
+    training_share = (1 - scaled_layout.AVA_TEST_FRACTION) * (1 - ava_dataset_builder.VALIDATION_FRACTION)
     return math.ceil(batch_size * steps / training_share * ROWS_MARGIN)
 
 

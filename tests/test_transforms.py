@@ -18,7 +18,7 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from PIL import Image
 
 from ava_core import ava_index, images
-from ava_tfds.ava import transforms
+from ava_tfds.ava import stats, transforms
 from ava_core.read_failures import ReadFailureLimits
 from ava_core.rejections import Reason, Rejection
 
@@ -78,12 +78,12 @@ def test_every_row_ends_in_exactly_one_place(tiny_ava, tmp_path):
     assert all(r.detail for r in rejected)
     assert "images/2004.jpg" in next(r for r in rejected if r.image_id == 2004).detail
 
-    stats = json.loads((output_dir / transforms.STATS_FILE).read_text())
-    assert stats["index_rows"] == tiny_ava.num_index_rows
-    assert stats["examples"] == {split: len(records) for split, records in stored.items() if records}
-    rows_rejected = sum(stats["rejected"].values()) - stats["rejected"]["not_in_index"]
-    assert sum(stats["examples"].values()) + rows_rejected == tiny_ava.num_index_rows
-    assert stats["statistics"]["test"]["num_ratings"]["count"] == len(tiny_ava.test_ids)
+    summary = json.loads((output_dir / stats.STATS_FILE).read_text())
+    assert summary["index_rows"] == tiny_ava.num_index_rows
+    assert summary["examples"] == {split: len(records) for split, records in stored.items() if records}
+    rows_rejected = sum(summary["rejected"].values()) - summary["rejected"]["not_in_index"]
+    assert sum(summary["examples"].values()) + rows_rejected == tiny_ava.num_index_rows
+    assert summary["statistics"]["test"]["num_ratings"]["count"] == len(tiny_ava.test_ids)
     assert (output_dir / transforms.EDA_FIGURE_FILE).read_bytes().startswith(b"\x89PNG")
 
 

@@ -88,7 +88,7 @@ def compare_with_baseline(model: keras.Model, config: ml_collections.ConfigDict,
     """The model's metrics on `split` beside those of the baseline every model must beat:
     the training split's mean distribution predicted for every image."""
     scored = predict_split(model, config, split)
-    baseline = np.broadcast_to(input_pipeline.training_distribution(config).numpy(), scored.true_distribution.shape)
+    baseline = np.broadcast_to(input_pipeline.training_distribution(config), scored.true_distribution.shape)
     return scored, {
         "model": evaluate_outputs(scored.true_distribution, scored.outputs),
         "baseline": metrics.evaluate_distributions(scored.true_distribution, baseline),

@@ -2,7 +2,10 @@
 
 Pure functions over per-split columns (votes per image, mean score), gathered compactly:
 `ExampleColumns` holds them as typed arrays (4 bytes a value), so all of AVA's 255,530
-examples cost about 2 MB wherever they travel, and the build's memory stays flat.
+examples cost about 2 MB wherever they travel, and the build's memory stays flat. Beside
+them, each split's sum of vote distributions: the training split's mean distribution is
+the baseline every model must beat, which evaluation reads from `stats.json` rather than
+from another pass over the training split (about 5 GB on all of AVA).
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import numpy as np
 from ava_core.rejections import Reason
 
 ALL_SPLITS = "all"
+STATS_FILE = "stats.json"
+MEAN_DISTRIBUTION = "mean_rating_distribution"  # stats.json: per split, the mean of its examples' vote distributions
 
 
 class ExampleColumns:
@@ -25,20 +30,31 @@ class ExampleColumns:
     def __init__(self) -> None:
         self._num_ratings: dict[str, array.array] = {}
         self._mean_scores: dict[str, array.array] = {}
+        self._distribution_sums: dict[str, np.ndarray] = {}
 
-    def add(self, split: str, num_ratings: int, mean_score: float) -> None:
-        if split not in self._num_ratings:
-            self._num_ratings[split], self._mean_scores[split] = array.array("i"), array.array("f")
+    def add(self, split: str, num_ratings: int, mean_score: float, distribution: Sequence[float]) -> None:
+        self._begin(split, len(distribution))
         self._num_ratings[split].append(num_ratings)
         self._mean_scores[split].append(mean_score)
+        self._distribution_sums[split] += np.asarray(distribution, np.float64)
 
     def merge(self, other: "ExampleColumns") -> "ExampleColumns":
         for split in other._num_ratings:
-            if split not in self._num_ratings:
-                self._num_ratings[split], self._mean_scores[split] = array.array("i"), array.array("f")
+            self._begin(split, len(other._distribution_sums[split]))
             self._num_ratings[split].extend(other._num_ratings[split])
             self._mean_scores[split].extend(other._mean_scores[split])
+            self._distribution_sums[split] += other._distribution_sums[split]
         return self
+
+    def mean_distribution(self, split: str) -> list[float]:
+        """The mean of the split's vote distributions, renormalised to sum to 1."""
+        total = self._distribution_sums[split]
+        return (total / total.sum()).tolist()
+
+    def _begin(self, split: str, num_bins: int) -> None:
+        if split not in self._num_ratings:
+            self._num_ratings[split], self._mean_scores[split] = array.array("i"), array.array("f")
+            self._distribution_sums[split] = np.zeros(num_bins, np.float64)
 
     def splits(self) -> list[str]:
         return sorted(self._num_ratings)
@@ -97,6 +113,7 @@ def summarize(columns: ExampleColumns, rejected_reasons: Iterable[str], num_inde
         "examples": columns.counts(),
         "rejected": {reason.value: rejected.get(reason.value, 0) for reason in Reason},
         "statistics": statistics,
+        MEAN_DISTRIBUTION: {split: columns.mean_distribution(split) for split in columns.splits()},
     }
 
 

@@ -49,7 +49,6 @@ from ava_core.rejections import Reason, RejectedInput, Rejection
 
 METRICS_NAMESPACE = "ava"
 REJECTED_FILE = "rejected.jsonl"
-STATS_FILE = "stats.json"
 EDA_FIGURE_FILE = "eda.png"
 SHARD_LIST_FILE = "shards.json"  # read and removed by the builder, which names the shards
 SHARD_DIR = "shards.incomplete"  # under the output dir; removed by the builder
@@ -408,7 +407,7 @@ class _DecodeAndWriteFn(beam.DoFn):
         self._writers[split].write(record)
         _count(f"examples_{split}")
         mean, _ = ratings.mean_and_std(row.rating_counts)
-        self._columns.add(split, row.num_ratings, mean)
+        self._columns.add(split, row.num_ratings, mean, ratings.normalise_counts(row.rating_counts))
         return None
 
 
@@ -499,7 +498,7 @@ def _write_reports(
         )
     _write(f"{output_dir}/{REJECTED_FILE}", "".join(r.to_json() + "\n" for r in rejected).encode())
     summary = stats.summarize(columns, reasons, num_index_rows)
-    _write(f"{output_dir}/{STATS_FILE}", json.dumps(summary, indent=2, sort_keys=True).encode())
+    _write(f"{output_dir}/{stats.STATS_FILE}", json.dumps(summary, indent=2, sort_keys=True).encode())
     _write(f"{output_dir}/{EDA_FIGURE_FILE}", stats.eda_figure_png(columns))
     by_split = {
         split: [dataclasses.asdict(s) for s in sorted(shard_files) if s.split == split] for split in ava_index.SPLITS
