@@ -147,8 +147,9 @@ def score_files(
 ) -> Report:
     """Scores every path; `progress` None shows the bar when stderr is a terminal.
 
-    `threads` decode (default: one a core): Pillow releases the interpreter lock while it
-    decodes, resizes and converts colours, and TensorFlow while the model runs. A batch
+    `threads` prepare photos (default: one a core): Pillow releases the interpreter lock
+    while it decodes, resizes, converts colours and encodes the stored JPEG, and TensorFlow
+    while it decodes and resizes that JPEG and while the model runs. A batch
     holds photos of one shape (a square model's photos all have one); when the photos
     waiting for a full batch of their shape reach `BATCHES_AHEAD` batches, the largest
     group is scored as it is, so no more than 2 x `BATCHES_AHEAD` batches of pixels are held
