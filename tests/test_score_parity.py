@@ -11,7 +11,6 @@ whose best checkpoint is a small network with random weights that tells photos a
 and per kind that benchmarks/RESULTS.md records.
 """
 
-import io
 import json
 import os
 import pathlib
@@ -27,6 +26,7 @@ from PIL import Image
 from scipy import stats
 
 import icc_profiles
+import image_zoo
 import scoring_cases
 from ava_core import ava_index, images
 from ava_tfds.ava import features
@@ -45,44 +45,32 @@ CONVERTED_BY_TENSORFLOW = {"cmyk": 0.5, "adobe-rgb": 3.0}
 NOT_READ_BY_TENSORFLOW = {"tiff", "heic"}
 
 
-def _textured(width: int, height: int, seed: int) -> np.ndarray:
-    """uint8 [height, width, 3] with a photo's fine detail: gradients, edges and grain."""
-    rng = np.random.default_rng(seed)
-    x, y = np.meshgrid(np.linspace(0, 1, width, dtype=np.float32), np.linspace(0, 1, height, dtype=np.float32))
-    channels = [110 + 90 * np.sin((13 + 3 * k) * x + (7 + k) * y + k) * np.cos(5 * x * y + k) for k in range(3)]
-    disc = ((x - 0.3 - 0.1 * seed % 3) ** 2 + (y - 0.6) ** 2 < 0.03)[..., None] * 60
-    grain = rng.normal(0, 10, (height, width, 3)).astype(np.float32)
-    return np.clip(np.stack(channels, axis=-1) + disc + grain, 0, 255).astype(np.uint8)
-
-
-def _encode(pixels, image_format: str, mode: str | None = None, **options) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(pixels, mode).save(buffer, format=image_format, **options)
-    return buffer.getvalue()
+def _encode(pixels: np.ndarray, image_format: str, mode: str | None = None, **options) -> bytes:
+    return image_zoo.encode(Image.fromarray(pixels, mode), image_format, **options)
 
 
 def _photos() -> dict[str, bytes]:
     """name -> file: the kinds a photo library holds. The name's first word is its kind."""
-    sideways = np.ascontiguousarray(scoring_cases.STORED[6](_textured(1200, 900, 4)))
-    grey16 = (_textured(640, 480, 10)[..., 0].astype(np.uint16) * 257 + np.arange(640, dtype=np.uint16)[None, :] % 257)
+    sideways = np.ascontiguousarray(scoring_cases.STORED[6](image_zoo.textured(1200, 900, 4)))
+    grey16 = (image_zoo.textured(640, 480, 10)[..., 0].astype(np.uint16) * 257 + np.arange(640, dtype=np.uint16)[None, :] % 257)
     return {
-        "jpeg-phone-4032x3024": _encode(_textured(4032, 3024, 0), "JPEG", quality=92),
-        "jpeg-small-200x150": _encode(_textured(200, 150, 1), "JPEG", quality=90),
-        "jpeg-panorama-3000x600": _encode(_textured(3000, 600, 2), "JPEG", quality=90),
-        "jpeg-tall-500x1400": _encode(_textured(500, 1400, 3), "JPEG", quality=90),
+        "jpeg-phone-4032x3024": _encode(image_zoo.textured(4032, 3024, 0), "JPEG", quality=92),
+        "jpeg-small-200x150": _encode(image_zoo.textured(200, 150, 1), "JPEG", quality=90),
+        "jpeg-panorama-3000x600": _encode(image_zoo.textured(3000, 600, 2), "JPEG", quality=90),
+        "jpeg-tall-500x1400": _encode(image_zoo.textured(500, 1400, 3), "JPEG", quality=90),
         "jpeg-exif-rotated-900x1200": _encode(sideways, "JPEG", quality=90, exif=scoring_cases.exif_app1(6, "MM")),
-        "jpeg-progressive-1600x1200": _encode(_textured(1600, 1200, 5), "JPEG", quality=85, progressive=True),
-        "jpeg-grey-900x700": _encode(_textured(900, 700, 6)[..., 1], "JPEG", quality=90),
-        "png-800x600": _encode(_textured(800, 600, 7), "PNG"),
-        "png-rgba-600x450": _encode(np.concatenate([_textured(600, 450, 11), _textured(600, 450, 12)[..., :1]], axis=-1), "PNG"),
-        "gif-500x400": _encode(np.asarray(Image.fromarray(_textured(500, 400, 13)).quantize(256).convert("RGB")), "GIF"),
-        "webp-600x400": _encode(_textured(600, 400, 14), "WEBP", lossless=True),
-        "bmp-300x260": _encode(_textured(300, 260, 15), "BMP"),
-        "cmyk-800x600": scoring_cases.cmyk_case(_textured(800, 600, 8)).data,
-        "adobe-rgb-700x500": _encode(_textured(700, 500, 16), "PNG", icc_profile=icc_profiles.icc_profile(icc_profiles.ADOBE_RGB)),
+        "jpeg-progressive-1600x1200": _encode(image_zoo.textured(1600, 1200, 5), "JPEG", quality=85, progressive=True),
+        "jpeg-grey-900x700": _encode(image_zoo.textured(900, 700, 6)[..., 1], "JPEG", quality=90),
+        "png-800x600": _encode(image_zoo.textured(800, 600, 7), "PNG"),
+        "png-rgba-600x450": _encode(np.concatenate([image_zoo.textured(600, 450, 11), image_zoo.textured(600, 450, 12)[..., :1]], axis=-1), "PNG"),
+        "gif-500x400": _encode(np.asarray(Image.fromarray(image_zoo.textured(500, 400, 13)).quantize(256).convert("RGB")), "GIF"),
+        "webp-600x400": _encode(image_zoo.textured(600, 400, 14), "WEBP", lossless=True),
+        "bmp-300x260": _encode(image_zoo.textured(300, 260, 15), "BMP"),
+        "cmyk-800x600": scoring_cases.cmyk_case(image_zoo.textured(800, 600, 8)).data,
+        "adobe-rgb-700x500": _encode(image_zoo.textured(700, 500, 16), "PNG", icc_profile=icc_profiles.icc_profile(icc_profiles.ADOBE_RGB)),
         "grey16-640x480": _encode(grey16, "PNG"),
-        "tiff-500x400": _encode(_textured(500, 400, 17), "TIFF", compression="tiff_lzw"),
-        "heic-400x300": _encode(_textured(400, 300, 18), "HEIF", quality=90),
+        "tiff-500x400": _encode(image_zoo.textured(500, 400, 17), "TIFF", compression="tiff_lzw"),
+        "heic-400x300": _encode(image_zoo.textured(400, 300, 18), "HEIF", quality=90),
     }
 
 
@@ -206,7 +194,7 @@ def _ava_layout(root: pathlib.Path, photos: dict[str, bytes], ids: dict[str, int
     (root / ava_index.TEST_LIST_FILE).parent.mkdir()
     rng = np.random.default_rng(0)
     rows = []
-    train = {f"train-{index}": _encode(_textured(320, 240, 100 + index), "JPEG", quality=90) for index in range(6)}
+    train = {f"train-{index}": _encode(image_zoo.textured(320, 240, 100 + index), "JPEG", quality=90) for index in range(6)}
     for index, (name, data) in enumerate({**photos, **train}.items()):
         image_id = ids.get(name, 600_001 + index)
         (root / ava_index.IMAGES_DIR / f"{image_id}.jpg").write_bytes(data)

@@ -15,6 +15,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+import image_zoo
 import scoring_cases
 from ava_core import images
 from ava_core.rejections import Reason, RejectedInput
@@ -90,14 +91,6 @@ def test_the_bytes_signatures_graph_gives_predicts_pixels(name, contract):
         assert difference.max() == 0, (difference.mean(), difference.max())
 
 
-def _textured(width: int, height: int, seed: int) -> np.ndarray:
-    """A photo's worth of detail (gradients, edges, noise), where a pixel off shows."""
-    rng = np.random.default_rng(seed)
-    x, y = np.meshgrid(np.linspace(0, 1, width), np.linspace(0, 1, height))
-    base = [120 + 100 * np.sin(17 * x + 11 * y + k) * np.cos(9 * x * y) for k in range(3)]
-    return np.clip(np.stack(base, axis=-1) + rng.normal(0, 14, (height, width, 3)), 0, 255).astype(np.uint8)
-
-
 # Wide, tall, square; shrinking both ways, one way, or growing; either side of Pillow 13's
 # switch to the vertical pass first (height shrinking by more than twice the width's pixels).
 PILLOW_SIZES = [(300, 300), (640, 360), (360, 640), (300, 343), (300, 345), (420, 840), (1000, 1743), (1000, 1745),
@@ -106,7 +99,7 @@ PILLOW_SIZES = [(300, 300), (640, 360), (360, 640), (300, 343), (300, 345), (420
 
 @pytest.mark.parametrize("width, height", PILLOW_SIZES, ids=[f"{w}x{h}" for w, h in PILLOW_SIZES])
 def test_the_graphs_bicubic_squash_is_pillows_to_the_last_bit(width, height):
-    photo = _textured(width, height, seed=width * 7 + height)
+    photo = image_zoo.textured(width, height, seed=width * 7 + height)
     pillow = np.asarray(Image.fromarray(photo).resize(images.STORED_SIZE, Image.Resampling.BICUBIC))
     graph = graph_decode.pillow_bicubic_resize(tf.constant(photo), images.STORED_SIZE[1], images.STORED_SIZE[0]).numpy()
     np.testing.assert_array_equal(graph, pillow)
@@ -119,7 +112,7 @@ def test_the_graphs_bicubic_squash_is_pillows_to_the_last_bit(width, height):
 def test_the_graph_decodes_a_large_jpeg_at_the_builds_dct_scale(width, height):
     """Pillow's draft picks 1/8, 1/2, 1/2 and 1/1 of these: the graph must pick the same."""
     buffer = io.BytesIO()
-    Image.fromarray(_textured(width, height, seed=width)).save(buffer, format="JPEG", quality=90)
+    Image.fromarray(image_zoo.textured(width, height, seed=width)).save(buffer, format="JPEG", quality=90)
     data = buffer.getvalue()
     graph = tf.function(lambda encoded: graph_decode.from_photo(encoded, SQUARE))(tf.constant(data)).numpy()
     np.testing.assert_array_equal(graph, SQUARE.from_photo(data))
