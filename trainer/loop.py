@@ -354,7 +354,14 @@ def _restore(checkpoint: tf.train.Checkpoint, workdir: str, progress: Progress, 
     latest = tf.train.latest_checkpoint(os.path.join(workdir, CHECKPOINT_DIR))
     if not latest:
         return
-    checkpoint.restore(latest).assert_existing_objects_matched()
+    try:
+        checkpoint.restore(latest).assert_existing_objects_matched()
+    except AssertionError as error:
+        raise ValueError(
+            f"cannot resume from {latest}: it does not hold all of this run's state, so it was written by another "
+            f"version of the trainer or another model config ({error}). Train into a new --workdir, or resume this "
+            "one with the code and config.json that wrote it."
+        ) from None
     logging.info(
         "resumed from %s: phase %s, epoch %d, step %d of the epoch (global step %d)",
         latest,

@@ -32,6 +32,15 @@ _REQUIRED_FILES = (ava_index.AVA_INDEX_FILE, ava_index.TAGS_FILE, ava_index.TEST
 _IMAGES_TO_CHECK = 200  # ids of AVA.txt whose photos are looked for before the build starts
 
 
+class TemplateOnly(Exception):
+    """Dataflow wrote the job to --template_location instead of running it: no example was
+    written, and the builder's last step (naming the shards, dataset_info.json) cannot run."""
+
+    def __init__(self, template_location: str):
+        super().__init__(template_location)
+        self.template_location = template_location
+
+
 @dataclasses.dataclass
 class AvaConfig(tfds.core.BuilderConfig):
     """resize_to: (width, height) of every stored image, or None to keep the original.
@@ -103,7 +112,7 @@ class Builder(tfds.core.dataset_builder.FileReaderBuilder):
         self, dl_manager: tfds.download.DownloadManager, download_config: tfds.download.DownloadConfig
     ) -> None:
         import apache_beam as beam
-        from apache_beam.options.pipeline_options import PipelineOptions
+        from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
 
         from ava_tfds.ava import progress, transforms
 
@@ -127,6 +136,9 @@ class Builder(tfds.core.dataset_builder.FileReaderBuilder):
                 progress_dir=options.view_as(progress.ProgressOptions).progress_dir,
                 read_limits=options.view_as(transforms.ReadFailureOptions).limits(),
             )
+        template = options.view_as(GoogleCloudOptions).template_location
+        if template:
+            raise TemplateOnly(template)
         self.info.set_splits(self._name_shards())
 
     def _name_shards(self) -> tfds.core.SplitDict:

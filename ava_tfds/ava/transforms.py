@@ -187,7 +187,8 @@ class DecodeAndWrite(beam.PTransform):
         self._shard_dir = shard_dir
         self._shard_bytes = shard_bytes
 
-    def expand(self, lines: beam.PCollection) -> WrittenExamples:
+    def expand(self, lines):
+        """-> WrittenExamples, unannotated: Beam reads an expand's annotation as a PCollection type hint."""
         decoded = lines | "Decode" >> beam.ParDo(self._decode, **self._side_inputs).with_outputs(
             _REJECTED, _SHARDS, main="columns"
         )
@@ -277,7 +278,7 @@ class _IdTallyFn(beam.CombineFn):
         return IdTally(ids=unique, kept_index=kept_index)
 
 
-def _not_in_index(tally: IdTally, listed: list[int]) -> Iterator[beam.pvalue.TaggedOutput]:
+def _not_in_index(tally: IdTally, listed: list[int]) -> Iterator[Rejection]:
     listed_ids = np.unique(np.asarray(listed, dtype=np.int64))
     for image_id in listed_ids[~np.isin(listed_ids, tally.ids)].tolist():
         yield _reject(
