@@ -46,8 +46,6 @@ from ava_tfds.ava import ava_dataset_builder, progress, stats, transforms  # noq
 
 DATASET = "ava"
 _LOCAL_RUNNERS = {None, "DirectRunner", "FnApiRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner"}
-# FnApiRunner by name: DirectRunner would first try to download Prism.
-LOCAL_RUNNER_FLAGS = ("--runner=FnApiRunner", "--direct_running_mode=multi_processing")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -127,7 +125,7 @@ def with_local_runner_defaults(beam_args: Sequence[str]) -> list[str]:
     workers = [] if any(arg.startswith("--direct_num_workers") for arg in beam_args) else [
         f"--direct_num_workers={os.cpu_count() or 1}"
     ]
-    return [*beam_args, *LOCAL_RUNNER_FLAGS, *workers]
+    return [*beam_args, *ava_dataset_builder.LOCAL_RUNNER_FLAGS, *workers]
 
 
 def _parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:

@@ -28,8 +28,12 @@ the same pixels in, the same outputs, allocated for one photo a call. A whole-ph
 model's TFLite input is [1, H, W, 3] of each photo's own shape (its signature runner, or
 `resize_tensor_input`, sizes it per call). KIND is `float32`,
 `float16` (weights in half precision) or `dynamic_int8` (weights in int8, activations in
-float). Their mean scores stay within `TFLITE_MEAN_TOLERANCE` of the SavedModel's (the
-tests check it on the sample's test split with the TFLite interpreter).
+float). Their mean scores stay within `TFLITE_MEAN_TOLERANCE` of the SavedModel's: a
+quantised model strays by its weights' rounding, and how far depends on the trained
+weights, so the command checks each TFLite model it writes against the SavedModel on up
+to `--tflite_check_photos` photos of the run's validation split (the evaluation's
+pixels, one photo a call), records the figures in export_info.json, and refuses (no
+file, exit 1) a kind whose largest difference exceeds its tolerance.
 """
 
 from __future__ import annotations
@@ -39,7 +43,9 @@ import os
 import tempfile
 
 import keras
+import numpy as np
 import tensorflow as tf
+from scipy import stats
 from absl import app, flags, logging
 
 from ava_core import ratings
@@ -56,14 +62,23 @@ TFLITE_MEAN_TOLERANCE = {"float32": 1e-4, "float16": 0.01, "dynamic_int8": 0.05}
 FLAGS = flags.FLAGS
 
 
+class TfliteOutOfTolerance(ValueError):
+    """A TFLite model strays further from the SavedModel than its kind's documented tolerance."""
+
+
 def export(
     model: keras.Model,
     contract: model_input.InputContract,
     export_dir: str,
     info: dict,
     tflite: tuple[str, ...] = (),
+    check_photos: list[np.ndarray] | None = None,
 ) -> None:
-    """A whole-photo model (`contract.whole_image`) scores each photo of the bytes
+    """`check_photos`: uint8 [H, W, 3] pixels each TFLite model is checked on (`check_tflite`);
+    a kind out of its tolerance is removed and raises `TfliteOutOfTolerance` once the
+    SavedModel and export_info.json are written.
+
+    A whole-photo model (`contract.whole_image`) scores each photo of the bytes
     signature alone (photos of a batch differ in shape), and its pixel signature takes a
     batch of any one shape."""
     image_size = contract.image_size
@@ -110,12 +125,20 @@ def export(
     extra = os.path.join(export_dir, signature.EXTRA_DIR)
     tf.io.gfile.makedirs(extra)
     _save_keras(model, os.path.join(extra, KERAS_FILE))
+    tflite_info, refused = {}, []
     for kind in tflite:
-        write_tflite(export_dir, kind)
-    tflite_info = {
-        kind: {"file": os.path.basename(tflite_path(export_dir, kind)), "mean_tolerance": TFLITE_MEAN_TOLERANCE[kind]}
-        for kind in tflite
-    }
+        path = write_tflite(export_dir, kind)
+        tflite_info[kind] = {"file": os.path.basename(path), "mean_tolerance": TFLITE_MEAN_TOLERANCE[kind]}
+        if check_photos:
+            measured = check_tflite(model, path, check_photos)
+            tflite_info[kind]["measured"] = measured
+            if measured["max_abs_diff_of_mean"] > TFLITE_MEAN_TOLERANCE[kind]:
+                tf.io.gfile.remove(path)
+                tflite_info[kind]["file"] = None
+                refused.append(
+                    f"{kind}: its mean score differs from the SavedModel's by up to {measured['max_abs_diff_of_mean']:.4f} "
+                    f"on {measured['photos']} validation photos, past its tolerance {TFLITE_MEAN_TOLERANCE[kind]}"
+                )
     with tf.io.gfile.GFile(os.path.join(extra, signature.INFO_FILE), "w") as file:
         json.dump(
             {
@@ -128,6 +151,11 @@ def export(
             indent=2,
             sort_keys=True,
         )
+    if refused:
+        raise TfliteOutOfTolerance(
+            "TFLite model not written, " + "; ".join(refused) + ". The SavedModel is written; for phones, export a "
+            "float16 model (--tflite=float16), which keeps the weights to half precision."
+        )
 
 
 def outputs(model: keras.Model, pixels: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -138,6 +166,33 @@ def outputs(model: keras.Model, pixels: tf.Tensor) -> dict[str, tf.Tensor]:
 
 def tflite_path(export_dir: str, kind: str) -> str:
     return os.path.join(export_dir, signature.EXTRA_DIR, f"nima_{kind}.tflite")
+
+
+def check_tflite(model: keras.Model, path: str, photos: list[np.ndarray]) -> dict:
+    """How far the TFLite model at `path` strays from the model on `photos` (uint8 [H, W, 3]),
+    one photo a call as on a phone: the largest and mean |difference| of the mean score,
+    and the Spearman correlation of the two rankings."""
+    with tf.io.gfile.GFile(path, "rb") as file:
+        runner = tf.lite.Interpreter(model_content=file.read()).get_signature_runner(signature.PIXELS_SIGNATURE)
+    lite = np.array([runner(**{signature.PIXELS: photo[None]})[signature.MEAN][0] for photo in photos])
+    reference = np.array([outputs(model, tf.cast(photo[None], tf.float32))[signature.MEAN].numpy()[0] for photo in photos])
+    differences = np.abs(lite - reference)
+    return {
+        "photos": len(photos),
+        "max_abs_diff_of_mean": float(differences.max()),
+        "mean_abs_diff_of_mean": float(differences.mean()),
+        "spearman": float(stats.spearmanr(lite, reference)[0]) if len(photos) > 1 and np.ptp(reference) > 0 else None,
+    }
+
+
+def validation_photos(config, limit: int) -> list[np.ndarray]:
+    """Up to `limit` photos of the run's validation split as the evaluation feeds them."""
+    photos = []
+    for batch in input_pipeline.eval_dataset(config, config.dataset.eval_split, batch_size=32):
+        photos.extend(batch[input_pipeline.PIXELS].numpy()[: limit - len(photos)])
+        if len(photos) >= limit:
+            break
+    return photos
 
 
 def write_tflite(export_dir: str, kind: str) -> str:
@@ -166,7 +221,11 @@ def main(argv: list[str]) -> None:
     model, checkpoint = run_dir.restore_model(FLAGS.workdir, config)
     tflite = tuple(dict.fromkeys(FLAGS.tflite))
     info = {"checkpoint": checkpoint, "config": config.to_dict()}
-    export(model, input_pipeline.input_contract(config), FLAGS.export_dir, info, tflite)
+    check_photos = validation_photos(config, FLAGS.tflite_check_photos) if tflite and FLAGS.tflite_check_photos else None
+    try:
+        export(model, input_pipeline.input_contract(config), FLAGS.export_dir, info, tflite, check_photos)
+    except TfliteOutOfTolerance as error:
+        raise SystemExit(f"error: {error}") from None
     logging.info("exported %s to %s", checkpoint, FLAGS.export_dir)
     outputs_named = ", ".join(outputs(model, tf.zeros([1, config.input.image_size, config.input.image_size, 3])))
     print(
@@ -174,7 +233,10 @@ def main(argv: list[str]) -> None:
         f"{signature.PIXELS_SIGNATURE}: {signature.PIXELS} -> {outputs_named})"
     )
     for kind in tflite:
-        print(f"TFLite model ({kind}) written to {tflite_path(FLAGS.export_dir, kind)}")
+        print(f"TFLite model ({kind}) written to {tflite_path(FLAGS.export_dir, kind)}", end="")
+        if check_photos:
+            print(f", within {TFLITE_MEAN_TOLERANCE[kind]} of the SavedModel on {len(check_photos)} validation photos", end="")
+        print()
 
 
 def _save_keras(model: keras.Model, path: str) -> None:
@@ -191,6 +253,9 @@ def _define_flags() -> None:
     flags.DEFINE_string("export_dir", None, "Where to write the SavedModel (local or gs://).", required=True)
     flags.DEFINE_multi_enum(
         "tflite", [], TFLITE_KINDS, "Also write a TFLite model of this kind to EXPORT_DIR/assets.extra/ (repeatable)."
+    )
+    flags.DEFINE_integer(
+        "tflite_check_photos", 256, "Validation photos each TFLite model is checked on against the SavedModel (0: none)."
     )
 
 

@@ -31,9 +31,10 @@ import os
 import tensorflow as tf
 from absl import app, flags
 
+from trainer import run_dir
+
 POINTER_FILE = "champion.json"
 VERSIONS_DIR = "versions"
-METRICS_FILE = "metrics.json"
 # Lower is better for EMD, higher for SRCC; a candidate must win on each that both report.
 LOWER_IS_BETTER, HIGHER_IS_BETTER = ("emd",), ("srcc_mean",)
 # What every head reports (the ranking the score exists for), and what a head with a
@@ -76,7 +77,7 @@ def promote(candidate_dir: str, candidate_metrics_path: str, serving_dir: str, v
         raise PromotionError(f"{target} already exists: versions are never overwritten; give a new --version")
     _copy_tree(candidate_dir, target)
     _verify_copy(candidate_dir, target)
-    _write_json(os.path.join(target, METRICS_FILE), candidate_metrics)
+    _write_json(os.path.join(target, run_dir.METRICS_FILE), candidate_metrics)
     _write_pointer(
         pointer_path,
         {

@@ -10,8 +10,9 @@ from PIL import Image
 from ava_core import ava_index
 from ava_core.rejections import Reason
 
-# Local Beam runs name their runner: the default DirectRunner first tries to download Prism.
-BEAM_RUNNER = "FnApiRunner"
+from ava_tfds.ava.ava_dataset_builder import LOCAL_RUNNER_FLAGS
+
+BEAM_RUNNER = LOCAL_RUNNER_FLAGS[0].removeprefix("--runner=")
 
 
 def _jpeg(seed: int, size=(96, 72)) -> bytes:

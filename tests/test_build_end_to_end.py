@@ -1,8 +1,9 @@
-"""One real build of a small sample, checked example by example, both ways it can be run.
+"""One real build of a small sample by `tfds build ava`, checked example by example: every
+example must agree with AVA.txt and its source image as computed here independently.
 
-`python -m beam_pipelines.build` runs in a subprocess on Beam's multi-process local runner;
-`tfds build` runs on the same input; both must give the same examples, and every example
-must agree with AVA.txt and its source image as computed here independently.
+`python -m beam_pipelines.build` runs the same builder (one `download_and_prepare`); its
+own runs are the session's sample builds (conftest), test_build_accounting's few thousand
+rows and test_gcs_end_to_end's gs:// build, each checked against its inputs.
 """
 
 import collections
@@ -10,7 +11,6 @@ import io
 import json
 import pathlib
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -49,9 +49,8 @@ def built(ava_dir, tmp_path_factory) -> pathlib.Path:
     data_dir = tmp_path_factory.mktemp("tfds")
     subprocess.run(
         [
-            sys.executable, "-m", "beam_pipelines.build",
-            f"--ava_dir={root}", f"--output_dir={data_dir}", "--config=256",
-            "--direct_num_workers=2",
+            "tfds", "build", "ava", "--imports=ava_tfds", "--config=256", f"--manual_dir={root}", f"--data_dir={data_dir}",
+            f"--beam_pipeline_options=runner={BEAM_RUNNER}",
         ],
         check=True, cwd=REPO, capture_output=True, text=True,
     )
@@ -132,22 +131,3 @@ def test_rejections_and_statistics_account_for_every_row(ava_dir, built):
     votes = summary["statistics"]["all"]["num_ratings"]
     assert 78 <= votes["min"] <= votes["q1"] <= votes["median"] <= votes["q3"] <= votes["max"] <= 549
     assert (dataset_dir / transforms.EDA_FIGURE_FILE).stat().st_size > 10_000
-
-
-def test_tfds_build_command_gives_the_same_examples(ava_dir, built, tmp_path):
-    root, _ = ava_dir
-    subprocess.run(
-        [
-            "tfds", "build", "ava", "--imports=ava_tfds", "--config=256",
-            f"--manual_dir={root}", f"--data_dir={tmp_path}",
-            f"--beam_pipeline_options=runner={BEAM_RUNNER}",
-        ],
-        check=True, cwd=REPO, capture_output=True, text=True,
-    )
-    ours, theirs = _examples(built), _examples(tmp_path)
-    assert ours.keys() == theirs.keys()
-    for split in ours:
-        assert ours[split].keys() == theirs[split].keys()
-        for image_id, example in ours[split].items():
-            assert example["image"] == theirs[split][image_id]["image"]
-            np.testing.assert_array_equal(example["rating_distribution"], theirs[split][image_id]["rating_distribution"])

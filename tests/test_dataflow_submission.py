@@ -120,7 +120,7 @@ _UNPICKLE_ON_A_WORKER = textwrap.dedent(
     modules = {name: getattr(module, "__file__", None) for name, module in sys.modules.items()
                if name.split(".")[0] in project}
     print(json.dumps({"functions": functions, "modules": modules,
-                      "decode": {k: v for k, v in vars(do_fn).items() if isinstance(v, (str, type(None)))}}))
+                      "decode": {k: v for k, v in vars(do_fn._settings).items() if isinstance(v, (str, type(None)))}}))
     """
 )
 
@@ -164,4 +164,4 @@ def test_the_staged_package_installs_cleanly_and_gives_the_workers_every_functio
     assert loaded["modules"] and not outside, outside
     decode = loaded["decode"]
     assert all(not isinstance(value, str) or value.startswith(f"gs://{BUCKET}/") for value in decode.values()), decode
-    assert decode["_progress_dir"] is None  # no local progress files on Dataflow
+    assert decode["progress_dir"] is None  # no local progress files on Dataflow

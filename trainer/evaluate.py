@@ -37,7 +37,7 @@ from configs import nima_mobilenet
 from trainer import heads, input_pipeline, metrics, model_input, plots, predictions, run_dir
 
 EVAL_DIR = "eval"
-METRICS_FILE, REPORT_FILE, COMPARISON_FILE = "metrics.json", "report.md", "comparison.md"
+REPORT_FILE, COMPARISON_FILE = "report.md", "comparison.md"
 PREDICTIONS_FILE = "predictions.csv"
 # Published results on the official AVA test list, as the project report tabulates them.
 PUBLISHED = [
@@ -85,7 +85,7 @@ def evaluate_run(workdir: str, split: str = "test", overrides: dict | None = Non
     tf.io.gfile.makedirs(out)
     with tf.io.gfile.GFile(os.path.join(out, PREDICTIONS_FILE), "w") as file:
         predictions_table(scored).to_csv(file, index=False, float_format="%.7g")
-    with tf.io.gfile.GFile(os.path.join(out, METRICS_FILE), "w") as file:
+    with tf.io.gfile.GFile(os.path.join(out, run_dir.METRICS_FILE), "w") as file:
         json.dump(result, file, indent=2)
     with tf.io.gfile.GFile(os.path.join(out, REPORT_FILE), "w") as file:
         file.write(report_table(result))

@@ -173,79 +173,106 @@ def run(
 ) -> str:
     """Trains (or resumes) every phase of `task`; returns the best checkpoint's path."""
     writes = is_chief(strategy)
-    progress = Progress.create()
-    checkpoint = tf.train.Checkpoint(**task.checkpoint_items(), **progress.as_dict())
-    manager = tf.train.CheckpointManager(
-        checkpoint, _save_dir(workdir, CHECKPOINT_DIR, writes), max_to_keep=settings.keep_checkpoints
-    )
-    best_manager = tf.train.CheckpointManager(
-        tf.train.Checkpoint(**task.checkpoint_items()), _save_dir(workdir, BEST_DIR, writes), max_to_keep=1
-    )
-    _restore(checkpoint, workdir, progress, task.phases)
-    real = [variable for variable in task.model_variables() if tf.as_dtype(variable.dtype).is_floating]  # not seeds and counters
-    weights_are_finite = tf.function(lambda: tf.reduce_all([tf.reduce_all(tf.math.is_finite(variable)) for variable in real]))
-    total_steps = task.steps_per_epoch * sum(phase.epochs for phase in task.phases)
-    for action in actions:
-        action.on_start(_read(progress.global_step), total_steps)
-
-    while _read(progress.phase) < len(task.phases):
-        phase_index = _read(progress.phase)
-        phase = task.phases[phase_index]
-        run_steps = multi_step(task.begin_phase(phase))
-        while _read(progress.epoch) < phase.epochs:
-            epoch, first_step, global_step = _read(progress.epoch), _read(progress.step), _read(progress.global_step)
-            iterator = task.train_iterator(phase_index, epoch, first_step)
-            losses = _LossLog(phase, epoch, float(progress.epoch_loss_sum.numpy()), _read(progress.epoch_losses))
-            seconds_before, started = float(progress.epoch_seconds.numpy()), time.perf_counter()
-            step = first_step
-            while step < task.steps_per_epoch:
-                num_steps = steps_in_call(global_step, task.steps_per_epoch - step, settings)
-                losses.add(global_step + 1, run_steps(iterator, tf.constant(num_steps, tf.int32)))
-                step, global_step = step + num_steps, global_step + num_steps
-                progress.step.assign(step)
-                progress.global_step.assign(global_step)
-                if global_step % settings.log_every_steps == 0 or step == task.steps_per_epoch:
-                    loss = losses.check()
-                    for action in actions:
-                        action.on_log(global_step, loss, task.learning_rate(phase))
-                if global_step % settings.checkpoint_every_steps == 0:
-                    losses.check()  # never save weights that a non-finite loss has reached,
-                    _check_weights(weights_are_finite, phase, epoch, global_step)  # or an overflowing update
-                    progress.record_epoch(*losses.total(), seconds_before + time.perf_counter() - started)
-                    manager.save(checkpoint_number=global_step)
-            seconds = seconds_before + time.perf_counter() - started
-            _check_weights(weights_are_finite, phase, epoch, global_step)
-            validation = task.validate()
-            progress.epoch.assign(epoch + 1)
-            progress.step.assign(0)
-            progress.record_epoch(0.0, 0, 0.0)
-            improved = validation[settings.best_metric] < float(progress.best_validation.numpy())
-            if improved:
-                progress.best_validation.assign(validation[settings.best_metric])
-                best_manager.save(checkpoint_number=_read(progress.global_step))
-            manager.save(checkpoint_number=_read(progress.global_step))
-            steps = task.steps_per_epoch - first_step
-            epoch_end = EpochEnd(
-                phase=phase,
-                epoch=epoch + 1,
-                global_step=_read(progress.global_step),
-                steps=steps,
-                epoch_steps=task.steps_per_epoch,
-                seconds=seconds,
-                train_loss=losses.mean(),
-                learning_rate=task.learning_rate(phase),
-                images_per_second=task.steps_per_epoch * task.global_batch_size / max(seconds, 1e-9),
-                validation=validation,
-                improved=improved,
-            )
-            for action in actions:
-                action.on_epoch_end(epoch_end)
-        progress.phase.assign(phase_index + 1)
-        progress.epoch.assign(0)
-        manager.save(checkpoint_number=_read(progress.global_step))
+    controller = _Controller(task, workdir, settings, actions, writes)
+    controller.train()
     _remove_scratch_dir(writes)
     _wait_for_every_worker(strategy)
     return best_checkpoint(workdir)
+
+
+class _Controller:
+    """One run's state and its saving, as Orbit's Controller: `train` walks the phases and
+    epochs from where the checkpoint left them; `_train_epoch` runs an epoch's steps with
+    their logs and checkpoints; `_end_epoch` validates, saves and tells the actions."""
+
+    def __init__(self, task: Task, workdir: str, settings: LoopSettings, actions: Sequence[Action], writes: bool):
+        self.task, self.settings, self.actions = task, settings, actions
+        self.progress = Progress.create()
+        self.checkpoint = tf.train.Checkpoint(**task.checkpoint_items(), **self.progress.as_dict())
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, _save_dir(workdir, CHECKPOINT_DIR, writes), max_to_keep=settings.keep_checkpoints
+        )
+        self.best_manager = tf.train.CheckpointManager(
+            tf.train.Checkpoint(**task.checkpoint_items()), _save_dir(workdir, BEST_DIR, writes), max_to_keep=1
+        )
+        _restore(self.checkpoint, workdir, self.progress, task.phases)
+        real = [variable for variable in task.model_variables() if tf.as_dtype(variable.dtype).is_floating]  # not seeds and counters
+        self.weights_are_finite = tf.function(
+            lambda: tf.reduce_all([tf.reduce_all(tf.math.is_finite(variable)) for variable in real])
+        )
+
+    def train(self) -> None:
+        task, progress = self.task, self.progress
+        total_steps = task.steps_per_epoch * sum(phase.epochs for phase in task.phases)
+        for action in self.actions:
+            action.on_start(_read(progress.global_step), total_steps)
+        while _read(progress.phase) < len(task.phases):
+            phase_index = _read(progress.phase)
+            phase = task.phases[phase_index]
+            run_steps = multi_step(task.begin_phase(phase))
+            while _read(progress.epoch) < phase.epochs:
+                epoch, first_step = _read(progress.epoch), _read(progress.step)
+                losses, seconds = self._train_epoch(phase_index, phase, epoch, first_step, run_steps)
+                self._end_epoch(phase, epoch, first_step, losses, seconds)
+            progress.phase.assign(phase_index + 1)
+            progress.epoch.assign(0)
+            self.manager.save(checkpoint_number=_read(progress.global_step))
+
+    def _train_epoch(
+        self, phase_index: int, phase: Phase, epoch: int, first_step: int, run_steps: Callable
+    ) -> tuple[_LossLog, float]:
+        """The epoch's steps from `first_step`: (its losses, its seconds, a killed process's included)."""
+        task, settings, progress = self.task, self.settings, self.progress
+        global_step = _read(progress.global_step)
+        iterator = task.train_iterator(phase_index, epoch, first_step)
+        losses = _LossLog(phase, epoch, float(progress.epoch_loss_sum.numpy()), _read(progress.epoch_losses))
+        seconds_before, started = float(progress.epoch_seconds.numpy()), time.perf_counter()
+        step = first_step
+        while step < task.steps_per_epoch:
+            num_steps = steps_in_call(global_step, task.steps_per_epoch - step, settings)
+            losses.add(global_step + 1, run_steps(iterator, tf.constant(num_steps, tf.int32)))
+            step, global_step = step + num_steps, global_step + num_steps
+            progress.step.assign(step)
+            progress.global_step.assign(global_step)
+            if global_step % settings.log_every_steps == 0 or step == task.steps_per_epoch:
+                loss = losses.check()
+                for action in self.actions:
+                    action.on_log(global_step, loss, task.learning_rate(phase))
+            if global_step % settings.checkpoint_every_steps == 0:
+                losses.check()  # never save weights that a non-finite loss has reached,
+                _check_weights(self.weights_are_finite, phase, epoch, global_step)  # or an overflowing update
+                progress.record_epoch(*losses.total(), seconds_before + time.perf_counter() - started)
+                self.manager.save(checkpoint_number=global_step)
+        return losses, seconds_before + time.perf_counter() - started
+
+    def _end_epoch(self, phase: Phase, epoch: int, first_step: int, losses: _LossLog, seconds: float) -> None:
+        task, settings, progress = self.task, self.settings, self.progress
+        global_step = _read(progress.global_step)
+        _check_weights(self.weights_are_finite, phase, epoch, global_step)
+        validation = task.validate()
+        progress.epoch.assign(epoch + 1)
+        progress.step.assign(0)
+        progress.record_epoch(0.0, 0, 0.0)
+        improved = validation[settings.best_metric] < float(progress.best_validation.numpy())
+        if improved:
+            progress.best_validation.assign(validation[settings.best_metric])
+            self.best_manager.save(checkpoint_number=global_step)
+        self.manager.save(checkpoint_number=global_step)
+        epoch_end = EpochEnd(
+            phase=phase,
+            epoch=epoch + 1,
+            global_step=global_step,
+            steps=task.steps_per_epoch - first_step,
+            epoch_steps=task.steps_per_epoch,
+            seconds=seconds,
+            train_loss=losses.mean(),
+            learning_rate=task.learning_rate(phase),
+            images_per_second=task.steps_per_epoch * task.global_batch_size / max(seconds, 1e-9),
+            validation=validation,
+            improved=improved,
+        )
+        for action in self.actions:
+            action.on_epoch_end(epoch_end)
 
 
 def best_checkpoint(workdir: str) -> str | None:

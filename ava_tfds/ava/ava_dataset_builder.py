@@ -27,6 +27,10 @@ from ava_core import ava_index, images
 from ava_tfds.ava import features
 
 VALIDATION_FRACTION = 0.05
+# Local builds name their runner: Beam's default DirectRunner first tries to download Prism.
+# Multi-processing: the decoding is Python, one process a core.
+LOCAL_RUNNER_FLAGS = ("--runner=FnApiRunner", "--direct_running_mode=multi_processing")
+_CORES = os.cpu_count() or 1  # read at import: TFDS's builder tests forbid `os` calls in a builder
 SAMPLE_SEED = 0
 _REQUIRED_FILES = (ava_index.AVA_INDEX_FILE, ava_index.TAGS_FILE, ava_index.TEST_LIST_FILE)
 _IMAGES_TO_CHECK = 200  # ids of AVA.txt whose photos are looked for before the build starts
@@ -122,19 +126,24 @@ class Builder(tfds.core.dataset_builder.FileReaderBuilder):
         policy = images.ImagePolicy(
             resize_to=self.builder_config.resize_to, jpeg_quality=self.builder_config.jpeg_quality
         )
-        options = download_config.beam_options or PipelineOptions()
+        # `tfds build` and TFDS's builder tests give no options: the local runner, on every core.
+        options = download_config.beam_options or PipelineOptions(
+            [*LOCAL_RUNNER_FLAGS, f"--direct_num_workers={_CORES}"]
+        )
         output_dir = os.fspath(self.data_path)
         with beam.Pipeline(runner=download_config.beam_runner, options=options) as pipeline:
             transforms.build(
                 pipeline,
-                os.fspath(ava_dir),
-                output_dir,
-                policy,
-                features.ExampleEncoder(self.info.features),
-                VALIDATION_FRACTION,
-                num_tags=len(tag_names),
-                progress_dir=options.view_as(progress.ProgressOptions).progress_dir,
-                read_limits=options.view_as(transforms.ReadFailureOptions).limits(),
+                transforms.BuildSettings(
+                    ava_dir=os.fspath(ava_dir),
+                    output_dir=output_dir,
+                    policy=policy,
+                    encode_example=features.ExampleEncoder(self.info.features),
+                    validation_fraction=VALIDATION_FRACTION,
+                    num_tags=len(tag_names),
+                    progress_dir=options.view_as(progress.ProgressOptions).progress_dir,
+                    read_limits=options.view_as(transforms.ReadFailureOptions).limits(),
+                ),
             )
         template = options.view_as(GoogleCloudOptions).template_location
         if template:
@@ -173,16 +182,17 @@ class Builder(tfds.core.dataset_builder.FileReaderBuilder):
         if self.builder_config.num_sample_images:
             from ava_core import sample
 
-            framed = self.builder_config.sample_framed
-            sample_dir = dl_manager.download_dir / (
-                f"synthetic_ava_{self.builder_config.num_sample_images}" + ("_framed" if framed else "")
-            )
+            sample_dir = dl_manager.download_dir / _sample_folder(self.builder_config)
             if not (sample_dir / ava_index.AVA_INDEX_FILE).exists():
                 sample.write_sample(
-                    os.fspath(sample_dir), self.builder_config.num_sample_images, seed=SAMPLE_SEED, framed=framed
+                    os.fspath(sample_dir), self.builder_config.num_sample_images, seed=SAMPLE_SEED,
+                    framed=self.builder_config.sample_framed,
                 )
             return sample_dir
-        ava_dir = dl_manager.manual_dir
+        try:
+            ava_dir = dl_manager.manual_dir
+        except AssertionError as error:  # TFDS's own check: the directory is missing or empty
+            raise FileNotFoundError(str(error)) from None
         missing = [name for name in _REQUIRED_FILES if not (ava_dir / name).exists()]
         if missing:
             raise FileNotFoundError(
@@ -214,3 +224,14 @@ def _count_files(directory: epath.Path, suffix: str) -> int:
     if not directory.is_dir():
         return 0
     return sum(1 for path in directory.iterdir() if path.name.endswith(suffix))
+
+
+def sample_images_dir(data_dir: str, config_name: str) -> str:
+    """Where a sample config's build put its photos (the originals) under data_dir, e.g. to score them."""
+    config = next(config for config in Builder.BUILDER_CONFIGS if config.name == config_name)
+    return os.path.join(data_dir, "downloads", _sample_folder(config), ava_index.IMAGES_DIR)
+
+
+def _sample_folder(config: AvaConfig) -> str:
+    return f"synthetic_ava_{config.num_sample_images}" + ("_framed" if config.sample_framed else "")
+

@@ -100,31 +100,48 @@ class WrittenExamples:
     rejected: beam.PCollection  # PCollection[Rejection]
 
 
-def build(
-    pipeline: beam.Pipeline,
-    ava_dir: str,
-    output_dir: str,
-    policy: images.ImagePolicy,
-    encode_example: Callable[[ava_index.AvaExample], bytes],
-    validation_fraction: float,
-    num_tags: int | None = None,
-    progress_dir: str | None = None,
-    shard_bytes: int = shards.DEFAULT_SHARD_BYTES,
-    read_limits: ReadFailureLimits = ReadFailureLimits(),
-) -> None:
+@dataclasses.dataclass(frozen=True)
+class BuildSettings:
+    """What one build reads, how it decodes and where it writes: set by the builder, carried
+    whole to the workers' DoFn.
+
+    num_tags: the tags TAGS.txt defines (rows naming others are malformed), None to accept
+    any; progress_dir: where a local build's workers report progress, None on remote runners.
+    """
+
+    ava_dir: str
+    output_dir: str
+    policy: images.ImagePolicy
+    encode_example: Callable[[ava_index.AvaExample], bytes]
+    validation_fraction: float
+    num_tags: int | None = None
+    progress_dir: str | None = None
+    shard_bytes: int = shards.DEFAULT_SHARD_BYTES
+    read_limits: ReadFailureLimits = ReadFailureLimits()
+
+    def __post_init__(self):
+        object.__setattr__(self, "ava_dir", self.ava_dir.rstrip("/"))
+        object.__setattr__(self, "output_dir", self.output_dir.rstrip("/"))
+
+    @property
+    def shard_dir(self) -> str:
+        return f"{self.output_dir}/{SHARD_DIR}"
+
+
+def build(pipeline: beam.Pipeline, settings: BuildSettings) -> None:
     """The whole build: shards under output_dir/SHARD_DIR, listed with the reports in output_dir.
 
     No row is decoded before a sample of the index's photos was read on the workers
     (`ReadSample`): a storage failure stops the build there, in seconds.
     """
-    ava_dir, output_dir = ava_dir.rstrip("/"), output_dir.rstrip("/")
+    ava_dir, output_dir, read_limits = settings.ava_dir, settings.output_dir, settings.read_limits
     index_path = f"{ava_dir}/{ava_index.AVA_INDEX_FILE}"
     test_list = f"{ava_dir}/{ava_index.TEST_LIST_FILE}"
     whole_index = pipeline | "ReadIndex" >> beam.io.ReadFromText(index_path)
     index_rows = whole_index | "NonBlank" >> beam.Filter(str.strip) | "CountRows" >> beam.combiners.Count.Globally()
     tally = (
         whole_index
-        | "IdsAndIndices" >> beam.FlatMap(_id_and_index, num_tags=num_tags)
+        | "IdsAndIndices" >> beam.FlatMap(_id_and_index, num_tags=settings.num_tags)
         | "TallyIds" >> beam.CombineGlobally(_IdTallyFn())
     )
     # Read whole and now, not line by line in the pipeline: an error names the line of the
@@ -144,18 +161,10 @@ def build(
         | "ReadIndexRanges" >> beam.io.ReadAllFromText(desired_bundle_size=INDEX_RANGE_BYTES)
     )
     written = lines | "DecodeAndWrite" >> DecodeAndWrite(
-        ava_dir,
-        policy,
-        encode_example,
-        f"{output_dir}/{SHARD_DIR}",
-        validation_fraction,
-        num_tags,
+        settings,
         listed=beam.pvalue.AsList(listed),
         kept_index=beam.pvalue.AsSingleton(tally | "KeptIndex" >> beam.Map(lambda t: t.kept_index)),
         sample_read=beam.pvalue.AsSingleton(sample_read),
-        progress_dir=progress_dir,
-        shard_bytes=shard_bytes,
-        read_limits=read_limits,
     )
     rejected = (not_in_index, written.rejected) | "AllRejected" >> beam.Flatten()
     write_reports(index_rows, written, rejected, output_dir)
@@ -166,26 +175,16 @@ class DecodeAndWrite(beam.PTransform):
 
     def __init__(
         self,
-        ava_dir: str,
-        policy: images.ImagePolicy,
-        encode_example: Callable[[ava_index.AvaExample], bytes],
-        shard_dir: str,
-        validation_fraction: float,
-        num_tags: int | None,
+        settings: BuildSettings,
         listed: beam.pvalue.AsSideInput,
         kept_index: beam.pvalue.AsSideInput,
         sample_read: beam.pvalue.AsSideInput,
-        progress_dir: str | None = None,
-        shard_bytes: int = shards.DEFAULT_SHARD_BYTES,
-        read_limits: ReadFailureLimits = ReadFailureLimits(),
     ):
         super().__init__()
-        self._decode = _DecodeAndWriteFn(
-            ava_dir, policy, encode_example, shard_dir, validation_fraction, num_tags, progress_dir, shard_bytes, read_limits
-        )
+        self._decode = _DecodeAndWriteFn(settings)
         self._side_inputs = {"listed": listed, "kept_index": kept_index, "sample_read": sample_read}
-        self._shard_dir = shard_dir
-        self._shard_bytes = shard_bytes
+        self._shard_dir = settings.shard_dir
+        self._shard_bytes = settings.shard_bytes
 
     def expand(self, lines):
         """-> WrittenExamples, unannotated: Beam reads an expand's annotation as a PCollection type hint."""
@@ -312,30 +311,11 @@ class _DecodeAndWriteFn(beam.DoFn):
     statistics of its examples), emitted with the bundle's shard files.
     """
 
-    def __init__(
-        self,
-        ava_dir: str,
-        policy: images.ImagePolicy,
-        encode_example: Callable[[ava_index.AvaExample], bytes],
-        shard_dir: str,
-        validation_fraction: float,
-        num_tags: int | None,
-        progress_dir: str | None,
-        shard_bytes: int,
-        read_limits: ReadFailureLimits,
-    ):
-        self._ava_dir = ava_dir
-        self._policy = policy
-        self._encode_example = encode_example
-        self._shard_dir = shard_dir
-        self._validation_fraction = validation_fraction
-        self._num_tags = num_tags
-        self._progress_dir = progress_dir
-        self._shard_bytes = shard_bytes
-        self._read_limits = read_limits
+    def __init__(self, settings: BuildSettings):
+        self._settings = settings
 
     def setup(self) -> None:
-        self._reads = ReadTally(self._read_limits, f"{self._ava_dir}/{ava_index.IMAGES_DIR}")
+        self._reads = ReadTally(self._settings.read_limits, f"{self._settings.ava_dir}/{ava_index.IMAGES_DIR}")
 
     def start_bundle(self) -> None:
         self._writers: dict[str, shards.RollingShardWriter] = {}
@@ -349,8 +329,8 @@ class _DecodeAndWriteFn(beam.DoFn):
         if self._listed is None:
             self._listed = frozenset(listed)
         outcome = self._settle(line, kept_index)
-        if self._progress_dir:
-            reporter = progress.ProgressReporter.for_dir(self._progress_dir)
+        if self._settings.progress_dir:
+            reporter = progress.ProgressReporter.for_dir(self._settings.progress_dir)
             reporter.add(progress.REJECTED if outcome is not None else progress.EXAMPLES)
         if outcome is not None:
             yield outcome
@@ -361,13 +341,13 @@ class _DecodeAndWriteFn(beam.DoFn):
                 yield beam.pvalue.TaggedOutput(_SHARDS, _in_global_window(shard))
         if self._columns.splits():
             yield _in_global_window(self._columns)
-        if self._progress_dir:
-            progress.ProgressReporter.for_dir(self._progress_dir).flush()
+        if self._settings.progress_dir:
+            progress.ProgressReporter.for_dir(self._settings.progress_dir).flush()
 
     def _settle(self, line: str, kept_index: dict[int, int | None]) -> beam.pvalue.TaggedOutput | None:
         """Writes the row's example and returns None, or returns its rejection."""
         try:
-            row = ava_index.parse_row(line, self._num_tags)
+            row = ava_index.parse_row(line, self._settings.num_tags)
         except RejectedInput as error:
             return _reject(_leading_id(line) if error.reason == Reason.ZERO_VOTES else None, error.reason, error.detail)
         if row.image_id in kept_index and kept_index[row.image_id] != row.index:
@@ -378,8 +358,8 @@ class _DecodeAndWriteFn(beam.DoFn):
                 else f"id {row.image_id} is on several rows with the same index {row.index}: none can be told the first, none is kept"
             )
             return _reject(row.image_id, Reason.DUPLICATE_ID, detail)
-        split = ava_index.assign_split(row.image_id, row.image_id in self._listed, self._validation_fraction)
-        path = ava_index.image_path(self._ava_dir, row.image_id)
+        split = ava_index.assign_split(row.image_id, row.image_id in self._listed, self._settings.validation_fraction)
+        path = ava_index.image_path(self._settings.ava_dir, row.image_id)
         try:
             data = read_image(path, patient=not self._reads.failing)
         except RejectedInput as error:
@@ -388,12 +368,12 @@ class _DecodeAndWriteFn(beam.DoFn):
             return _reject(row.image_id, error.reason, error.detail)
         self._reads.record(None)
         try:
-            clean = images.reencode(data, self._policy)
+            clean = images.reencode(data, self._settings.policy)
         except RejectedInput as error:
             detail = error.detail if error.detail.startswith(path) else f"{path}: {error.detail}"
             return _reject(row.image_id, error.reason, detail)
         _count_conversions(clean)
-        record = self._encode_example(
+        record = self._settings.encode_example(
             ava_index.AvaExample(
                 split=split,
                 image_id=row.image_id,
@@ -404,7 +384,7 @@ class _DecodeAndWriteFn(beam.DoFn):
             )
         )
         if split not in self._writers:
-            self._writers[split] = shards.RollingShardWriter(self._shard_dir, split, self._shard_bytes)
+            self._writers[split] = shards.RollingShardWriter(self._settings.shard_dir, split, self._settings.shard_bytes)
         self._writers[split].write(record)
         _count(f"examples_{split}")
         mean, _ = ratings.mean_and_std(row.rating_counts)
