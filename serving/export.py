@@ -221,7 +221,15 @@ def main(argv: list[str]) -> None:
     model, checkpoint = run_dir.restore_model(FLAGS.workdir, config)
     tflite = tuple(dict.fromkeys(FLAGS.tflite))
     info = {"checkpoint": checkpoint, "config": config.to_dict()}
-    check_photos = validation_photos(config, FLAGS.tflite_check_photos) if tflite and FLAGS.tflite_check_photos else None
+    check_photos = None
+    if tflite and FLAGS.tflite_check_photos:
+        try:
+            check_photos = validation_photos(config, FLAGS.tflite_check_photos)
+        except input_pipeline.DatasetNotBuiltError as error:
+            raise SystemExit(
+                f"error: each TFLite model is checked on the run's validation photos, and {error}. Export where the "
+                "run's dataset is, or pass --tflite_check_photos=0 to write the TFLite models unchecked."
+            ) from None
     try:
         export(model, input_pipeline.input_contract(config), FLAGS.export_dir, info, tflite, check_photos)
     except TfliteOutOfTolerance as error:

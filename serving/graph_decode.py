@@ -30,6 +30,9 @@ import tensorflow as tf
 from trainer import model_input
 
 ORIENTATION_TAG = 0x0112
+# TensorFlow reads WebP from 2.20 (`tf.io.decode_image`, `tf.io.decode_webp`); before, the
+# bytes signature answers "Unknown image file format" to one.
+READS_WEBP = hasattr(tf.io, "decode_webp")
 _MAX_SEGMENTS = 64  # JPEG segments searched for the Exif one (it comes first or second)
 _MAX_IFD_ENTRIES = 64  # IFD0 entries searched; tags are sorted and Orientation is among the first
 _SHORT, _LONG = 3, 4  # TIFF field types

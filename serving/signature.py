@@ -4,7 +4,7 @@ a phone app with the TFLite model): the signatures' names, their inputs and thei
 from trainer import heads
 
 SIGNATURE = "serving_default"  # encoded files in: needs nothing but TensorFlow
-IMAGES = "images"  # [N] string: encoded image files (JPEG, PNG, GIF, BMP, WebP), any size
+IMAGES = "images"  # [N] string: encoded image files (JPEG, PNG, GIF, BMP; WebP from TF 2.20), any size
 
 PIXELS_SIGNATURE = "score_pixels"  # the network's input: for clients that prepare photos themselves
 # [N, S, S, 3] uint8: the pixels the evaluation feeds, upright sRGB RGB at the model's

@@ -115,13 +115,16 @@ REGRESSION_SPP_WHOLE_PHOTOS = {
     "dataset.name": "ava/full", "model.head": "regression", "model.pooling": "spp",
     "input.keep_aspect_ratio": True, "input.max_side": 64, "input.side_multiple": 16,
 }
+
+
 # The distribution head's exact resume is test_loop's (the same loop, the same checkpoint
 # contents): a real process killed once is enough, on the input that resumes hardest.
 def test_sigkill_in_phase_two_resumes_and_ends_like_an_uninterrupted_run(framed_data_dir, tmp_path):
     data_dir, variant = framed_data_dir, REGRESSION_SPP_WHOLE_PHOTOS
     overrides = {"train.checkpoint_every_steps": 2, "train.max_steps_per_epoch": 8, "finetune.epochs": 2, **variant}
     env = {"TF_DETERMINISTIC_OPS": "1"}
-    uninterrupted = _finish(_run_worker("default", tmp_path / "reference", data_dir, env=env, **overrides))
+    # The uninterrupted reference runs alongside: each process spends much of its time in one thread.
+    reference = _run_worker("default", tmp_path / "reference", data_dir, env=env, **overrides)
 
     workdir = tmp_path / "killed"
     head_steps = overrides["train.max_steps_per_epoch"]
@@ -140,6 +143,7 @@ def test_sigkill_in_phase_two_resumes_and_ends_like_an_uninterrupted_run(framed_
     assert head_steps < killed_at < total_steps
 
     resumed = _run_worker("default", workdir, data_dir, env=env, **overrides)
+    uninterrupted = _finish(reference)
     result, log = _finish(resumed, with_log=True)
     assert re.search(r"resumed from \S+ckpt-\d+: phase finetune, epoch \d, step \d+ of the epoch", log), log[-3000:]
     history = _history(workdir)
@@ -166,6 +170,7 @@ def test_each_head_and_the_pyramid_model_rank_better_than_the_baseline_on_a_smal
         section, leaf = key.split(".")
         config[section][leaf] = value
     config.train.global_batch_size = 8
+    config.input.deterministic = True  # the same batches in any process: a short run's figures vary with their order
     config.model.batchnorm_momentum = 0.5  # inference statistics that keep up with a short run
     config.head.epochs = 0  # a frozen backbone of random weights gives the head nothing to learn from
     config.finetune.epochs = epochs
