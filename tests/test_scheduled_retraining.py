@@ -68,6 +68,10 @@ class CloudBuild:
         )
         self.steps = yaml.safe_load((REPO / "cloudbuild.yaml").read_text())["steps"]
         self.defaults = yaml.safe_load((REPO / "cloudbuild.yaml").read_text())["substitutions"]
+        scripts = "\n".join(step["args"][1] for step in self.steps)
+        missing = [real for real in STAND_INS if real not in scripts]
+        # Never run the suite from inside itself, nor submit to Dataflow, because the yaml changed.
+        assert not missing, f"cloudbuild.yaml no longer says {missing}: update STAND_INS"
 
     def run(self, build_id: str, **substitutions: str) -> dict[str, subprocess.CompletedProcess]:
         """The steps that ran, by id, up to and including the first that failed."""
