@@ -123,7 +123,7 @@ def with_local_runner_defaults(beam_args: Sequence[str]) -> list[str]:
     if any(arg.startswith("--runner") for arg in beam_args):
         return list(beam_args)
     workers = [] if any(arg.startswith("--direct_num_workers") for arg in beam_args) else [
-        f"--direct_num_workers={os.cpu_count() or 1}"
+        f"--direct_num_workers={ava_dataset_builder.LOCAL_WORKERS}"
     ]
     return [*beam_args, *ava_dataset_builder.LOCAL_RUNNER_FLAGS, *workers]
 

@@ -126,11 +126,12 @@ def export(
     tf.io.gfile.makedirs(extra)
     _save_keras(model, os.path.join(extra, KERAS_FILE))
     tflite_info, refused = {}, []
+    reference = _mean_scores(model, check_photos) if check_photos else None  # once, for every kind
     for kind in tflite:
         path = write_tflite(export_dir, kind)
         tflite_info[kind] = {"file": os.path.basename(path), "mean_tolerance": TFLITE_MEAN_TOLERANCE[kind]}
         if check_photos:
-            measured = check_tflite(model, path, check_photos)
+            measured = check_tflite(path, check_photos, reference)
             tflite_info[kind]["measured"] = measured
             if measured["max_abs_diff_of_mean"] > TFLITE_MEAN_TOLERANCE[kind]:
                 tf.io.gfile.remove(path)
@@ -168,14 +169,13 @@ def tflite_path(export_dir: str, kind: str) -> str:
     return os.path.join(export_dir, signature.EXTRA_DIR, f"nima_{kind}.tflite")
 
 
-def check_tflite(model: keras.Model, path: str, photos: list[np.ndarray]) -> dict:
-    """How far the TFLite model at `path` strays from the model on `photos` (uint8 [H, W, 3]),
-    one photo a call as on a phone: the largest and mean |difference| of the mean score,
-    and the Spearman correlation of the two rankings."""
+def check_tflite(path: str, photos: list[np.ndarray], reference: np.ndarray) -> dict:
+    """How far the TFLite model at `path` strays on `photos` (uint8 [H, W, 3]) from the
+    model's mean scores `reference`, one photo a call as on a phone: the largest and mean
+    |difference| of the mean score, and the Spearman correlation of the two rankings."""
     with tf.io.gfile.GFile(path, "rb") as file:
         runner = tf.lite.Interpreter(model_content=file.read()).get_signature_runner(signature.PIXELS_SIGNATURE)
     lite = np.array([runner(**{signature.PIXELS: photo[None]})[signature.MEAN][0] for photo in photos])
-    reference = np.array([outputs(model, tf.cast(photo[None], tf.float32))[signature.MEAN].numpy()[0] for photo in photos])
     differences = np.abs(lite - reference)
     return {
         "photos": len(photos),
@@ -183,6 +183,11 @@ def check_tflite(model: keras.Model, path: str, photos: list[np.ndarray]) -> dic
         "mean_abs_diff_of_mean": float(differences.mean()),
         "spearman": float(stats.spearmanr(lite, reference)[0]) if len(photos) > 1 and np.ptp(reference) > 0 else None,
     }
+
+
+def _mean_scores(model: keras.Model, photos: list[np.ndarray]) -> np.ndarray:
+    """The model's mean score of each photo, one a call (photos may differ in shape)."""
+    return np.array([outputs(model, tf.cast(photo[None], tf.float32))[signature.MEAN].numpy()[0] for photo in photos])
 
 
 def validation_photos(config, limit: int) -> list[np.ndarray]:
@@ -241,10 +246,8 @@ def main(argv: list[str]) -> None:
         f"{signature.PIXELS_SIGNATURE}: {signature.PIXELS} -> {outputs_named})"
     )
     for kind in tflite:
-        print(f"TFLite model ({kind}) written to {tflite_path(FLAGS.export_dir, kind)}", end="")
-        if check_photos:
-            print(f", within {TFLITE_MEAN_TOLERANCE[kind]} of the SavedModel on {len(check_photos)} validation photos", end="")
-        print()
+        checked = f", within {TFLITE_MEAN_TOLERANCE[kind]} of the SavedModel on {len(check_photos)} validation photos" if check_photos else ""
+        print(f"TFLite model ({kind}) written to {tflite_path(FLAGS.export_dir, kind)}{checked}")
 
 
 def _save_keras(model: keras.Model, path: str) -> None:

@@ -30,7 +30,7 @@ VALIDATION_FRACTION = 0.05
 # Local builds name their runner: Beam's default DirectRunner first tries to download Prism.
 # Multi-processing: the decoding is Python, one process a core.
 LOCAL_RUNNER_FLAGS = ("--runner=FnApiRunner", "--direct_running_mode=multi_processing")
-_CORES = os.cpu_count() or 1  # read at import: TFDS's builder tests forbid `os` calls in a builder
+LOCAL_WORKERS = os.cpu_count() or 1  # read at import: TFDS's builder tests forbid `os` calls in a builder
 SAMPLE_SEED = 0
 _REQUIRED_FILES = (ava_index.AVA_INDEX_FILE, ava_index.TAGS_FILE, ava_index.TEST_LIST_FILE)
 _IMAGES_TO_CHECK = 200  # ids of AVA.txt whose photos are looked for before the build starts
@@ -128,7 +128,7 @@ class Builder(tfds.core.dataset_builder.FileReaderBuilder):
         )
         # `tfds build` and TFDS's builder tests give no options: the local runner, on every core.
         options = download_config.beam_options or PipelineOptions(
-            [*LOCAL_RUNNER_FLAGS, f"--direct_num_workers={_CORES}"]
+            [*LOCAL_RUNNER_FLAGS, f"--direct_num_workers={LOCAL_WORKERS}"]
         )
         output_dir = os.fspath(self.data_path)
         with beam.Pipeline(runner=download_config.beam_runner, options=options) as pipeline:

@@ -181,23 +181,22 @@ class DecodeAndWrite(beam.PTransform):
         sample_read: beam.pvalue.AsSideInput,
     ):
         super().__init__()
-        self._decode = _DecodeAndWriteFn(settings)
+        self._settings = settings
         self._side_inputs = {"listed": listed, "kept_index": kept_index, "sample_read": sample_read}
-        self._shard_dir = settings.shard_dir
-        self._shard_bytes = settings.shard_bytes
 
     def expand(self, lines):
         """-> WrittenExamples, unannotated: Beam reads an expand's annotation as a PCollection type hint."""
-        decoded = lines | "Decode" >> beam.ParDo(self._decode, **self._side_inputs).with_outputs(
+        shard_bytes, shard_dir = self._settings.shard_bytes, self._settings.shard_dir
+        decoded = lines | "Decode" >> beam.ParDo(_DecodeAndWriteFn(self._settings), **self._side_inputs).with_outputs(
             _REJECTED, _SHARDS, main="columns"
         )
         packed = (
             decoded[_SHARDS]
             | "KeyBySplit" >> beam.Map(lambda shard: (shard.split, shard))
             | "GroupBySplit" >> beam.GroupByKey()
-            | "PlanMerges" >> beam.FlatMap(lambda split_shards: shards.plan_merges(split_shards[1], self._shard_bytes))
+            | "PlanMerges" >> beam.FlatMap(lambda split_shards: shards.plan_merges(split_shards[1], shard_bytes))
             | "SpreadMerges" >> beam.Reshuffle()
-            | "Merge" >> beam.Map(shards.merge, shard_dir=self._shard_dir)
+            | "Merge" >> beam.Map(shards.merge, shard_dir=shard_dir)
         )
         columns = decoded.columns | "CombineColumns" >> beam.CombineGlobally(_MergeColumnsFn())
         return WrittenExamples(columns=columns, shards=packed, rejected=decoded[_REJECTED])
