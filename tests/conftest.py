@@ -13,6 +13,14 @@ from ava_core.rejections import Reason
 from ava_tfds.ava.ava_dataset_builder import LOCAL_RUNNER_FLAGS
 
 BEAM_RUNNER = LOCAL_RUNNER_FLAGS[0].removeprefix("--runner=")
+# The suite's longest modules, longest first (pyproject's `--durations` shows them). xdist
+# hands whole files to its workers in collection order: these start first, so that no
+# worker is left running one of them alone at the end.
+LONGEST_MODULES = ("test_training.py", "test_scheduled_retraining.py", "test_serving.py", "test_score_parity.py")
+
+
+def pytest_collection_modifyitems(items):
+    items.sort(key=lambda item: LONGEST_MODULES.index(item.path.name) if item.path.name in LONGEST_MODULES else len(LONGEST_MODULES))
 
 
 def _jpeg(seed: int, size=(96, 72)) -> bytes:

@@ -1,4 +1,4 @@
-"""cloudbuild.yaml against Cloud Build's schema, and every project command in it against its real flags."""
+"""cloudbuild.yaml against Cloud Build's schema and the build's own flags (test_scheduled_retraining runs its steps)."""
 
 import os
 import pathlib
@@ -6,7 +6,6 @@ import re
 import subprocess
 import sys
 
-import pytest
 import yaml
 from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -17,7 +16,6 @@ CLOUDBUILD = REPO / "cloudbuild.yaml"
 # Project commands only: `python -m build` is PyPA's sdist builder.
 _COMMAND = re.compile(r"python -m ((?:beam_pipelines|trainer|serving|ava_tfds)\.[\w.]+)([^\n]*)")
 _FLAG = re.compile(r"(?:^|\s)--([\w.]+)")
-_OWN_FLAGS = {"beam_pipelines.build": {"ava_dir", "output_dir", "config"}}
 
 
 def _commands() -> list[tuple[str, list[str]]]:
@@ -45,33 +43,33 @@ def test_the_build_runs_every_stage_of_retraining():
     assert "python-module=trainer.main" in CLOUDBUILD.read_text()
 
 
-@pytest.mark.parametrize("module, flags", _commands(), ids=[m for m, _ in _commands()])
-def test_every_command_exists_and_accepts_its_flags(module, flags):
-    help_flag = "--help" if module in _OWN_FLAGS else "--helpfull"
-    run = subprocess.run([sys.executable, "-m", module, help_flag], cwd=REPO, capture_output=True, text=True)
-    assert "No module named" not in run.stderr, run.stderr
-    documented = set(re.findall(r"--([\w.]+)", run.stdout + run.stderr))
-    beam_options = set(PipelineOptions([]).get_all_options()) if module in _OWN_FLAGS else set()
-    for flag in flags:
-        assert flag in documented or flag in beam_options, f"{module} does not accept --{flag}"
+# test_scheduled_retraining runs every step with these very arguments, and absl stops a
+# command at an unknown flag or config value. The build's own parser hands the flags it does
+# not know to Beam, which only warns (and there it runs locally, not on Dataflow): its flags
+# are checked here.
+def test_the_builds_flags_are_its_own_or_beams():
+    (flags,) = [flags for module, flags in _commands() if module == "beam_pipelines.build"]
+    run = subprocess.run([sys.executable, "-m", "beam_pipelines.build", "--help"], cwd=REPO, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    documented = set(re.findall(r"--([\w.]+)", run.stdout))
+    beam_options = set(PipelineOptions([]).get_all_options())
+    unknown = [flag for flag in flags if flag not in documented | beam_options]
+    assert not unknown, f"beam_pipelines.build does not accept {unknown}"
 
 
-def test_training_arguments_name_real_flags_and_config_values():
+def test_training_arguments_name_config_values_of_the_default_config():
+    """The scheduled test trains with configs/demo.py; these must also exist in the default."""
     text = CLOUDBUILD.read_text()
     arguments, overrides = re.search(r"--args=(\S+)", text).group(1).split("$${overrides:+,", 1)
     assert overrides == "$$overrides}"  # the user's _TRAIN_OVERRIDES, appended only when given
-    arguments = arguments.split(",")
     assert (REPO / yaml.safe_load(text)["substitutions"]["_TRAIN_CONFIG"]).is_file()
-    run = subprocess.run([sys.executable, "-m", "trainer.main", "--helpfull"], cwd=REPO, capture_output=True, text=True)
     config = nima_mobilenet.get_config()
-    for argument in arguments:
+    for argument in arguments.split(","):
         name = argument.split("=")[0][2:]
         if name.startswith("config."):
             node = config
             for part in name.split(".")[1:]:
                 node = node[part]  # raises KeyError for a value the config does not have
-        else:
-            assert f"--{name}" in run.stdout + run.stderr, name
 
 
 def test_trainer_finds_its_config_where_only_the_package_is_installed(tmp_path, monkeypatch):
