@@ -7,7 +7,7 @@ HEADS = $(WORKDIR)/heads
 SAMPLE_PHOTOS = $$($(PYTHON) -c "from ava_tfds.ava import ava_dataset_builder as b; print(b.sample_images_dir('$(WORKDIR)/tfds', 'sample'))")
 SAMPLE_FULL = --config.dataset.data_dir=$(WORKDIR)/tfds --config.dataset.name=ava/sample_full
 
-.PHONY: install demo demo-heads test test-cloud-versions
+.PHONY: install demo demo-heads test test-cloud-versions pages-check
 
 install:
 	$(PYTHON) -m pip install --quiet -e '.[test,gcp]'
@@ -19,9 +19,10 @@ demo: install
 	$(PYTHON) -m trainer.evaluate --workdir=$(RUN)
 	$(PYTHON) -m serving.export --workdir=$(RUN) --export_dir=$(WORKDIR)/export
 	@echo "Scoring the sample's photos; its planted broken files are reported one by one (exit code 1)."
-	-$(PYTHON) -m serving.predict --model=$(WORKDIR)/export --top=10 $(SAMPLE_PHOTOS)
-	@echo "Dataset: $(WORKDIR)/tfds/ava/sample/1.0.0 (stats.json, rejected.jsonl, eda.png)"
-	@echo "Run: $(RUN) (history.csv, tensorboard/); report and figures: $(RUN)/eval; SavedModel: $(WORKDIR)/export"
+	-$(PYTHON) -m serving.predict --model=$(WORKDIR)/export --top=10 --html=$(WORKDIR)/ranking.html $(SAMPLE_PHOTOS)
+	@echo "Pages to open in a browser: the ranked photos $(WORKDIR)/ranking.html, the evaluation $(RUN)/eval/report.html,"
+	@echo "the build $(WORKDIR)/tfds/ava/sample/1.0.0/report.html (beside stats.json, rejected.jsonl, eda.png)"
+	@echo "Run: $(RUN) (history.csv, tensorboard/); SavedModel: $(WORKDIR)/export"
 
 # The write-ups' other systems on the sample's wide and tall photos (`sample_full`): the
 # three heads on square crops, the pyramid pooling model on whole photos, one comparison.
@@ -54,3 +55,11 @@ CLOUD_VERSIONS_TESTS ?= tests/test_training.py tests/test_loop.py tests/test_mod
 
 test-cloud-versions:
 	HOST_PYTHON=$(PYTHON) bash cloud_versions/run.sh $(CLOUD_VERSIONS_DIR) "$(CLOUD_VERSIONS_PYTHON)" $(CLOUD_VERSIONS_TIMEOUT) "$(CLOUD_VERSIONS_ENVS)" $(CLOUD_VERSIONS_TESTS)
+
+# The demo's pages in headless Chromium at a desktop and a phone width, after `make demo`:
+# load time, missing files, script errors, the ranking's sorting and filtering, the weight of
+# a 1,000-photo ranking; screenshots in $(WORKDIR)/pages-check. Needs Debian's Chromium
+# (`apt-get install chromium`); Playwright drives it (installed here, not a dependency).
+pages-check: install
+	$(PYTHON) -m pip install --quiet 'playwright>=1.40'
+	$(PYTHON) tools/pages_check.py --workdir=$(WORKDIR)

@@ -11,7 +11,7 @@ setuptools.setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=setuptools.find_packages(include=["ava_tfds", "ava_tfds.*", "ava_core", "ava_core.*", "beam_pipelines", "beam_pipelines.*", "trainer", "trainer.*", "serving", "serving.*", "configs"]),
-    package_data={"ava_tfds.ava": ["README.md", "TAGS.txt", "CITATIONS.bib", "checksums.tsv"]},
+    package_data={"ava_tfds.ava": ["README.md", "TAGS.txt", "CITATIONS.bib", "checksums.tsv"], "ava_core": ["templates/*.j2"]},
     install_requires=[
         "absl-py>=2.0",
         # 2.60-2.68 pin dill < 0.3.2, below what the `tfds` command needs (make test-cloud-versions)
@@ -19,6 +19,7 @@ setuptools.setup(
         "etils[epath]>=1.7",
         # 3.6: gradients all-reduced across replicas (keras-team/keras#19308, 3.5) and
         # ExportArchive.write_out(verbose=); Vertex AI's TF 2.17 container ships an older Keras.
+        "jinja2>=3.1",  # the HTML pages (ava_core/templates)
         "keras>=3.6",
         "matplotlib>=3.8",
         "ml-collections>=0.1.1",

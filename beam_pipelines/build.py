@@ -26,14 +26,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import shutil
 import tempfile
 from typing import Sequence
 
+from ava_core import terminal
+
 # Before TensorFlow loads, here and in the local runner's worker processes (they inherit
 # the environment): its C++ start-up lines would bury the progress bar.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+terminal.quiet_tensorflow()
 
 import tensorflow_datasets as tfds  # noqa: E402
 from absl import logging as absl_logging  # noqa: E402

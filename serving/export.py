@@ -42,15 +42,20 @@ import json
 import os
 import tempfile
 
-import keras
-import numpy as np
-import tensorflow as tf
-from scipy import stats
-from absl import app, flags, logging
+from ava_core import terminal
 
-from ava_core import ratings
-from serving import graph_decode, signature
-from trainer import heads, input_pipeline, model_input, run_dir
+if __name__ == "__main__":
+    terminal.quiet_tensorflow()  # before TensorFlow loads
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from scipy import stats  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
+
+from ava_core import ratings  # noqa: E402
+from serving import graph_decode, signature  # noqa: E402
+from trainer import heads, input_pipeline, model_input, run_dir  # noqa: E402
 
 KERAS_FILE = "nima.keras"
 TFLITE_KINDS = ("float32", "float16", "dynamic_int8")
@@ -272,4 +277,4 @@ def _define_flags() -> None:
 
 if __name__ == "__main__":
     _define_flags()
-    app.run(main)
+    terminal.run(main)

@@ -13,7 +13,9 @@ pooling, `configs/nima_spp.py`) photos of one shape share a batch.
 Decoding runs in a pool of threads while the model scores the previous batch; batches
 are filled from the photos that decoded, and at most a few batches of pixels are in
 memory, whatever the number of photos (`--output=FILE` for a large library: the ranking
-goes there and the terminal shows a progress bar).
+goes there and the terminal shows a progress bar). `--html=PAGE` also writes the ranking as
+a page to look at: a grid of thumbnails of the pixels each photo was scored on, with its
+score and predicted vote histogram, sortable and filterable by score (`RankingPage`).
 
 Each image that cannot be scored (unreadable, truncated, too small...) is reported on its
 own line with the reason and the rest are still scored; files that are not images at all
@@ -32,17 +34,22 @@ import itertools
 import json
 import os
 import sys
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
-import numpy as np
-import tensorflow as tf
-import tqdm
-from absl import app, flags
+from ava_core import terminal
 
-from ava_core import images
-from ava_core.rejections import RejectedInput
-from serving import signature
-from trainer import model_input
+if __name__ == "__main__":
+    terminal.quiet_tensorflow()  # before TensorFlow loads
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import tqdm  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+from ava_core import images, pages  # noqa: E402
+from ava_core.rejections import RejectedInput  # noqa: E402
+from serving import signature  # noqa: E402
+from trainer import model_input  # noqa: E402
 
 # Batches of decoded photos the decoding threads may hold ahead of the model: one to fill
 # while the model scores another keeps both busy; more would only hold memory.
@@ -143,9 +150,16 @@ def expand_paths(patterns: Sequence[str]) -> tuple[list[str], list[Failure]]:
 
 
 def score_files(
-    model: PixelModel, paths: Sequence[str], batch_size: int = 32, progress: bool | None = None, threads: int | None = None
+    model: PixelModel,
+    paths: Sequence[str],
+    batch_size: int = 32,
+    progress: bool | None = None,
+    threads: int | None = None,
+    on_scored: Callable[[list[Score], np.ndarray], None] | None = None,
 ) -> Report:
     """Scores every path; `progress` None shows the bar when stderr is a terminal.
+    `on_scored(scores, pixels)` sees each batch's scores with the pixels they were scored
+    on, before those are dropped (`RankingPage.add` writes their thumbnails).
 
     `threads` prepare photos (default: one a core): Pillow releases the interpreter lock
     while it decodes, resizes, converts colours and encodes the stored JPEG, and TensorFlow
@@ -160,7 +174,11 @@ def score_files(
 
     def score_group(shape):
         group = waiting.pop(shape)
-        report.scores.extend(_score(model, np.stack([pixels for _, pixels in group]), [name for name, _ in group]))
+        pixels = np.stack([photo for _, photo in group])
+        scores = _score(model, pixels, [name for name, _ in group])
+        report.scores.extend(scores)
+        if on_scored:
+            on_scored(scores, pixels)
         bar.update(len(group))
 
     with concurrent.futures.ThreadPoolExecutor(threads or os.cpu_count()) as pool, tqdm.tqdm(
@@ -208,8 +226,11 @@ def main(argv: list[str]) -> None:
         model = load_model(FLAGS.model)
     except NotASavedModelError as error:
         raise SystemExit(f"error: {error}") from None
-    report = score_files(model, paths, FLAGS.batch_size)
+    page = RankingPage(FLAGS.html) if FLAGS.html else None
+    report = score_files(model, paths, FLAGS.batch_size, on_scored=page.add if page else None)
     failures += report.failures
+    if page:
+        page.write(report, failures, FLAGS.model, model.contract)
     if FLAGS.output:
         with tf.io.gfile.GFile(FLAGS.output, "w") as file:
             file.write(format_scores(report.scores, FLAGS.format))
@@ -219,12 +240,54 @@ def main(argv: list[str]) -> None:
         print(f"could not score {failure.path}: {failure.reason}", file=sys.stderr)
     if report.not_images:
         print(f"skipped {len(report.not_images)} files that are not images: {', '.join(report.not_images)}", file=sys.stderr)
-    written = f" (ranking in {FLAGS.output})" if FLAGS.output else ""
+    outputs = [f"{what} in {path}" for what, path in (("ranking", FLAGS.output), ("page", FLAGS.html)) if path]
+    written = f" ({', '.join(outputs)})" if outputs else ""
     print(
         f"scored {len(report.scores)} photos{written}, {len(failures)} failed, {len(report.not_images)} not images",
         file=sys.stderr,
     )
     sys.exit(1 if failures else 0)
+
+
+class RankingPage:
+    """`--html=PAGE`: the photos ranked as a grid of thumbnails (`ava_core.pages`).
+
+    Each batch's thumbnails are written to PAGE's folder (PAGE_files/) as soon as it is
+    scored, so a library of any size holds no thumbnail in memory; the page itself is
+    written at the end, when the ranking is known.
+    """
+
+    def __init__(self, page: str):
+        self.page = page
+        self.folder = pages.files_dir(page)
+        if tf.io.gfile.exists(self.folder):
+            tf.io.gfile.rmtree(self.folder)  # a previous page's thumbnails
+        tf.io.gfile.makedirs(self.folder)
+        self.thumbnails: dict[str, str] = {}  # photo path -> the thumbnail's address from the page
+
+    def add(self, scores: Sequence[Score], pixels: np.ndarray) -> None:
+        for score, photo in zip(scores, pixels):
+            name = f"{len(self.thumbnails):06d}{pages.THUMBNAIL_SUFFIX}"
+            with tf.io.gfile.GFile(f"{self.folder}/{name}", "wb") as file:
+                file.write(pages.thumbnail(photo))
+            self.thumbnails[score.path] = f"{os.path.basename(self.folder)}/{name}"
+
+    def write(self, report: Report, failures: Sequence[Failure], model_dir: str, contract: model_input.InputContract) -> None:
+        with tf.io.gfile.GFile(self.page, "w") as file:
+            pages.write_page(
+                file, "ranking.html.j2",
+                title=f"{len(report.scores)} photos ranked by their predicted score",
+                scores=report.scores, failures=failures, not_images=report.not_images,
+                thumbnails=self.thumbnails, model=model_dir, squashed=not contract.whole_image,
+                folder=_common_folder([score.path for score in report.scores]),
+            )
+
+
+def _common_folder(paths: Sequence[str]) -> str:
+    """The folder every path is under, with its trailing '/' ('' when they share none): the
+    page names each photo from there. Text, not os.path, so that gs:// keeps its '//'."""
+    prefix = os.path.commonprefix(list(paths))
+    return prefix[: prefix.rfind("/") + 1]
 
 
 def format_scores(scores: Sequence[Score], output_format: str) -> str:
@@ -297,8 +360,12 @@ def _define_flags() -> None:
     flags.DEFINE_string("output", "", "Write the full ranking to this file (local or gs://) instead of the terminal.")
     flags.DEFINE_integer("top", 0, "Print only the K best photos (0: all; with --output, none unless K is given).")
     flags.DEFINE_integer("batch_size", 32, "Photos per call of the model.")
+    flags.DEFINE_string(
+        "html", "", "Also write the ranking as a page of thumbnails to this file (local or gs://), its "
+        "thumbnails in a folder beside it (PAGE_files/); open it in any browser."
+    )
 
 
 if __name__ == "__main__":
     _define_flags()
-    app.run(main)
+    terminal.run(main)

@@ -28,10 +28,15 @@ import json
 import math
 import os
 
-import tensorflow as tf
-from absl import app, flags
+from ava_core import terminal
 
-from trainer import run_dir
+if __name__ == "__main__":
+    terminal.quiet_tensorflow()  # before TensorFlow loads
+
+import tensorflow as tf  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+from trainer import run_dir  # noqa: E402
 
 POINTER_FILE = "champion.json"
 VERSIONS_DIR = "versions"
@@ -208,4 +213,4 @@ def _define_flags() -> None:
 
 if __name__ == "__main__":
     _define_flags()
-    app.run(main)
+    terminal.run(main)

@@ -6,6 +6,7 @@ own runs are the session's sample builds (conftest), test_build_accounting's few
 rows and test_gcs_end_to_end's gs:// build, each checked against its inputs.
 """
 
+import base64
 import collections
 import io
 import json
@@ -18,7 +19,8 @@ import tensorflow_datasets as tfds
 from PIL import Image, ImageOps
 
 import ava_tfds  # noqa: F401  (registers `ava`)
-from ava_core import ava_index, sample
+import html_tree
+from ava_core import ava_index, pages, sample
 
 from ava_tfds.ava import stats, transforms
 
@@ -131,3 +133,40 @@ def test_rejections_and_statistics_account_for_every_row(ava_dir, built):
     votes = summary["statistics"]["all"]["num_ratings"]
     assert 78 <= votes["min"] <= votes["q1"] <= votes["median"] <= votes["q3"] <= votes["max"] <= 549
     assert (dataset_dir / transforms.EDA_FIGURE_FILE).stat().st_size > 10_000
+
+
+def test_the_report_page_shows_stats_json_the_rejections_and_photos_of_each_split(built):
+    dataset_dir = built / "ava" / "256" / "1.0.0"
+    page = dataset_dir / transforms.REPORT_PAGE
+    tree = html_tree.parse(page)
+    summary = json.loads((dataset_dir / stats.STATS_FILE).read_text())
+    shown = {cell.attrs["data-count"]: int(cell.text) for cell in tree.find_all("td") if "data-count" in cell.attrs}
+    assert shown == {
+        "index_rows": summary["index_rows"],
+        **{f"examples/{split}": count for split, count in summary["examples"].items()},
+        **{f"rejected/{reason}": count for reason, count in summary["rejected"].items() if count},
+    }
+    for split, features in summary["statistics"].items():
+        for feature, described in features.items():
+            cell = tree.find("td", data_stat=f"{split}/{feature}/median")
+            assert cell.text == f"{described['median']:.2f}"
+    rejected = [json.loads(line) for line in (dataset_dir / transforms.REJECTED_FILE).read_text().splitlines()]
+    by_reason = collections.defaultdict(list)
+    for rejection in rejected:
+        by_reason[rejection["reason"]].append(rejection)
+    for reason, group in by_reason.items():
+        heading = tree.find("h3", id=f"rejected-{reason}")
+        assert heading.text.endswith(f": {len(group)}")
+    details = [row.find_all("td")[1].text for row in tree.find_all("tr", class_="failure")]
+    assert sorted(details) == sorted(" ".join(r["detail"].split()) for r in rejected)  # a few a reason: all of them here
+    grids = {heading.text: grid for heading, grid in zip(tree.find_all("h3")[-len(summary["examples"]):], tree.find_all("ol", class_="grid")[-len(summary["examples"]):])}
+    examples = _examples(built)
+    for split, count in summary["examples"].items():
+        cards = grids[split].find_all("li", class_="card")
+        assert len(cards) == min(count, transforms.REPORT_PHOTOS_PER_SPLIT)
+        for card in cards:
+            image_id = int(card.attrs["data-image-id"])
+            assert image_id in examples[split]
+            thumbnail = Image.open(io.BytesIO(base64.b64decode(card.find("img").attrs["src"].split(",", 1)[1])))
+            assert thumbnail.format == "WEBP" and max(thumbnail.size) <= pages.THUMBNAIL_SIDE
+    assert all(path.is_file() for path in html_tree.referenced_files(page, tree))

@@ -14,6 +14,7 @@ and per kind that benchmarks/RESULTS.md records.
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -25,10 +26,11 @@ import tensorflow as tf
 from PIL import Image
 from scipy import stats
 
+import html_tree
 import icc_profiles
 import image_zoo
 import scoring_cases
-from ava_core import ava_index, images
+from ava_core import ava_index, images, pages
 from ava_tfds.ava import ava_dataset_builder, features
 from configs import demo
 from serving import export, graph_decode, predict, signature
@@ -87,7 +89,7 @@ def parity(tmp_path_factory):
     ava_dir, data_dir = _ava_layout(root / "ava", photos, ids), root / "tfds"
     _run("beam_pipelines.build", "--config=256", f"--ava_dir={ava_dir}", f"--output_dir={data_dir}", "--direct_num_workers=2")
     workdir = _random_run(root / "run", photos)
-    _run("trainer.evaluate", f"--workdir={workdir}", f"--config.dataset.data_dir={data_dir}")
+    evaluated_run = _run("trainer.evaluate", f"--workdir={workdir}", f"--config.dataset.data_dir={data_dir}")
     export_dir = str(root / "export")
     # Unchecked at export (the config points at no dataset): this module checks them itself.
     _run("serving.export", f"--workdir={workdir}", f"--export_dir={export_dir}", "--tflite_check_photos=0",
@@ -96,8 +98,9 @@ def parity(tmp_path_factory):
     photo_dir.mkdir()
     for name, data in photos.items():
         (photo_dir / name).write_bytes(data)  # no extension: the content decides
-    ranking = root / "ranking.json"
-    _run("serving.predict", f"--model={export_dir}", "--format=json", f"--output={ranking}", "--batch_size=5", str(photo_dir))
+    ranking, page = root / "ranking.json", root / "pages" / "ranking.html"
+    _run("serving.predict", f"--model={export_dir}", "--format=json", f"--output={ranking}", f"--html={page}",
+         "--batch_size=5", str(photo_dir))
 
     eval_dir = pathlib.Path(workdir) / evaluate.EVAL_DIR
     evaluated = pd.read_csv(eval_dir / evaluate.PREDICTIONS_FILE).set_index("image_id")
@@ -120,7 +123,11 @@ def parity(tmp_path_factory):
     means = model.score(**{signature.PIXELS: tf.constant(straight)})[signature.MEAN].numpy()
     scores["straight_squash"] = dict(zip(photos, means.astype(float)))
     _print_table(scores)
-    return {**scores, "predictions.csv": evaluated, "metrics.json": json.loads((eval_dir / run_dir.METRICS_FILE).read_text())}
+    return {
+        **scores, "predictions.csv": evaluated, "metrics.json": json.loads((eval_dir / run_dir.METRICS_FILE).read_text()),
+        "eval_dir": eval_dir, "evaluate_stderr": evaluated_run.stderr, "ranking.json": json.loads(ranking.read_text()),
+        "ranking.html": page, "photo_dir": photo_dir, "pixels": pixels, "ids": ids,
+    }
 
 
 def test_every_photo_is_evaluated_and_the_network_tells_them_apart(parity):
@@ -167,6 +174,86 @@ def test_every_unquantised_path_ranks_the_photos_alike(parity):
             common = sorted(n for n in parity[first].keys() & parity[second].keys() if _kind(n) not in CONVERTED_BY_TENSORFLOW)
             correlation = stats.spearmanr([parity[first][n] for n in common], [parity[second][n] for n in common]).statistic
             assert correlation >= 0.999, (first, second, correlation)
+
+
+# The pages show these very scores: predict's ranking and the evaluation's report.
+
+
+def test_the_ranking_page_shows_predicts_scores_on_thumbnails_of_the_pixels_it_scored(parity):
+    page = parity["ranking.html"]
+    tree = html_tree.parse(page)
+    cards = tree.find("ol", id="photos").find_all("li", class_="card")
+    ranking = parity["ranking.json"]
+    assert [card.attrs["data-name"] for card in cards] == [score["path"] for score in ranking]
+    for card, score in zip(cards, ranking):
+        assert float(card.attrs["data-mean"]) == score["mean"]  # the JSON's float, to the last digit
+        assert card.find(class_="score").text == f"{score['mean']:.2f}"
+        assert card.find(class_="path").text == pathlib.Path(score["path"]).name  # under the folder the page names
+        bars = [float(bar.attrs["style"].removeprefix("height:").removesuffix("%")) for bar in card.find(class_="hist").find_all("i")]
+        assert bars == pytest.approx(100 * np.asarray(score["distribution"]) / max(score["distribution"]), abs=0.5)
+        # Upright and sRGB: the EXIF-rotated, CMYK, Adobe RGB and 16-bit photos as the model saw them.
+        thumbnail = page.parent / card.find("img").attrs["src"]
+        name = pathlib.Path(score["path"]).name
+        assert thumbnail.read_bytes() == pages.thumbnail(parity["pixels"][name]), name
+    assert str(parity["photo_dir"]) in tree.find("p", class_="muted").text
+    assert not tree.find_all(id="failures") and not tree.find_all(id="not-images")
+    assert all(path.is_file() for path in html_tree.referenced_files(page, tree))
+
+
+def test_the_evaluation_page_shows_metrics_json_and_the_photos_of_predictions_csv(parity):
+    page = parity["eval_dir"] / evaluate.REPORT_PAGE
+    tree = html_tree.parse(page)
+    metrics = parity["metrics.json"]
+    for kind in ("model", "baseline"):
+        (row,) = tree.find_all("tr", class_=kind)
+        for cell in row.find_all("td"):
+            if "data-metric" in cell.attrs:
+                value = metrics[kind].get(cell.attrs["data-metric"])
+                expected = "–" if value is None else str(value) if isinstance(value, int) else f"{value:.4f}"
+                assert cell.text == expected, (kind, cell.attrs["data-metric"])
+    published = [row.find("td").text for row in tree.find_all("tr", class_="published")]
+    assert published == [entry["name"] for entry in evaluate.PUBLISHED]
+    rows = parity["predictions.csv"].reset_index()
+    error = (rows["predicted_mean"] - rows["true_mean"]).abs()
+    expected_sections = [
+        list(rows.sort_values("predicted_mean", ascending=False, kind="stable")["image_id"][: evaluate.PAGE_PHOTOS]),
+        list(rows.sort_values("predicted_mean", kind="stable")["image_id"][: evaluate.PAGE_PHOTOS]),
+        list(rows.loc[error.sort_values(ascending=False, kind="stable").index, "image_id"][: evaluate.PAGE_PHOTOS]),
+    ]
+    sections = [grid.find_all("li", class_="card") for grid in tree.find_all("ol", class_="grid")]
+    assert [[int(card.attrs["data-image-id"]) for card in cards] for cards in sections] == expected_sections
+    by_id = rows.set_index("image_id")
+    for card in sections[2]:
+        row = by_id.loc[int(card.attrs["data-image-id"])]
+        assert card.find(class_="score").text == f"{row['predicted_mean']:.2f}"
+        assert f"true {row['true_mean']:.2f}, error {row['predicted_mean'] - row['true_mean']:+.2f}" in card.text
+        bars = card.find(class_="hist").find_all("i")
+        assert len(bars) == 20  # the votes' and the model's, side by side
+    files = html_tree.referenced_files(page, tree)
+    assert {f.name for f in files} >= {"scatter.png", "metrics.json", "predictions.csv"}
+    assert all(path.is_file() for path in files), [p for p in files if not p.is_file()]
+
+
+def test_the_comparison_page_shows_each_run_and_links_its_report(parity, tmp_path):
+    result = parity["metrics.json"]
+    other = {**result, "run": {**result["run"], "workdir": str(tmp_path / "other")}}
+    (tmp_path / "other" / evaluate.EVAL_DIR).mkdir(parents=True)
+    (tmp_path / "other" / evaluate.EVAL_DIR / evaluate.REPORT_PAGE).write_text("<!doctype html><title>other</title>")
+    evaluate.write_comparison_page(str(parity["eval_dir"]), [result, other])
+    page = parity["eval_dir"] / evaluate.COMPARISON_PAGE
+    tree = html_tree.parse(page)
+    assert len(tree.find_all("tr", class_="model")) == 2 and len(tree.find_all("tr", class_="baseline")) == 1
+    links = html_tree.referenced_files(page, tree)
+    assert [link.resolve() for link in links] == [
+        (parity["eval_dir"] / evaluate.REPORT_PAGE).resolve(), (tmp_path / "other" / evaluate.EVAL_DIR / evaluate.REPORT_PAGE).resolve()
+    ]
+
+
+def test_the_commands_keep_tensorflows_info_lines_off(parity):
+    """trainer.evaluate's terminal: its own lines, no INFO line of TensorFlow or absl."""
+    stderr = parity["evaluate_stderr"]
+    assert not re.search(r"^I\d{4} ", stderr, re.MULTILINE), stderr[-3000:]
+    assert "Load dataset info" not in stderr and "oneDNN" not in stderr
 
 
 @pytest.mark.parametrize("whole", [False, True], ids=["square-on-sample", "whole-on-full"])
@@ -238,9 +325,10 @@ def _random_run(workdir: pathlib.Path, photos: dict[str, bytes]) -> str:
     return str(workdir)
 
 
-def _run(module: str, *args: str) -> None:
+def _run(module: str, *args: str) -> subprocess.CompletedProcess:
     run = subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-3000:]
+    return run
 
 
 def _print_table(scores: dict) -> None:

@@ -21,6 +21,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+import html_tree
 import image_zoo
 import scoring_cases
 from ava_tfds.ava import features
@@ -359,3 +360,22 @@ def test_a_photo_the_evaluation_cannot_decode_is_named_and_left_out_of_the_figur
     assert victim not in set(pd.read_csv(eval_dir / evaluate.PREDICTIONS_FILE)["image_id"])
     assert f"1 photos of the test split could not be decoded and are in none of these figures (ids {victim})" in (
         eval_dir / evaluate.REPORT_FILE).read_text()
+
+
+def test_the_ranking_page_lists_what_could_not_be_scored_and_writes_each_thumbnail_as_its_batch_is_scored(tmp_path):
+    page = predict.RankingPage(str(tmp_path / "page.html"))
+    scored = [predict.Score(f"{tmp_path}/photos/{n}.jpg", 5.0 + n, 1.0, tuple([0.1] * 10)) for n in range(3)]
+    for score in scored:  # one batch of one photo at a time, as score_files calls it
+        page.add([score], np.full((1, 40, 60, 3), 200, np.uint8))
+        written = sorted(pathlib.Path(page.folder).iterdir())
+        assert len(written) == len(page.thumbnails) and all(isinstance(v, str) for v in page.thumbnails.values())
+    failures = [predict.Failure(f"{tmp_path}/photos/broken.jpg", "truncated: image file is truncated"),
+                predict.Failure("gs://b/missing/*.jpg", "no file matches this pattern")]
+    report = predict.Report(sorted(scored, key=lambda s: -s.mean), [failures[0]], [f"{tmp_path}/photos/notes.txt"])
+    page.write(report, failures, "model-dir", model_input.InputContract(image_size=64))
+    tree = html_tree.parse(tmp_path / "page.html")
+    rows = [[cell.text for cell in row.find_all("td")] for row in tree.find("table", id="failures").find_all("tr", class_="failure")]
+    assert rows == [[f.path, f.reason] for f in failures]
+    assert [item.text for item in tree.find("ul", id="not-images").find_all("li")] == [f"{tmp_path}/photos/notes.txt"]
+    assert [c.attrs["data-name"] for c in tree.find_all("li", class_="card")] == [s.path for s in report.scores]
+    assert Image.open(tmp_path / tree.find("img").attrs["src"]).size == (60, 40)  # never enlarged

@@ -48,7 +48,7 @@ def _finish(process, timeout=600, with_log=False):
     stdout, stderr = process.communicate(timeout=timeout)
     assert process.returncode == 0, stderr[-3000:]
     result = json.loads(stdout.strip().splitlines()[-1])
-    return (result, stderr) if with_log else result
+    return (result, stdout + stderr) if with_log else result  # the trainer's own lines are on stdout
 
 
 def _history(workdir):

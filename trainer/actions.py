@@ -1,12 +1,13 @@
-"""What is done around the training loop: TensorBoard summaries, history.csv, the epoch log line."""
+"""What is done around the training loop: TensorBoard summaries, history.csv, the epoch's progress bar and line."""
 
 from __future__ import annotations
 
+import sys
 import time
 
 import pandas as pd
 import tensorflow as tf
-from absl import logging
+import tqdm
 
 from trainer import loop
 
@@ -64,8 +65,37 @@ class History(loop.Action):
             history.to_csv(file, index=False)
 
 
+class EpochProgressBar(loop.Action):
+    """A bar an epoch on a terminal, as Keras `fit` shows: steps done, the loss, the ETA.
+
+    It moves at each log step (`--config.train.log_every_steps`) and is cleared at the
+    epoch's end, where `EpochLog` prints the epoch's line; off where stderr is no terminal.
+    """
+
+    def __init__(self, enabled: bool | None = None):
+        self._enabled, self._bar, self._epoch_start = enabled, None, (0, 0)
+
+    def on_epoch_start(self, phase: loop.Phase, epoch: int, first_step: int, steps_per_epoch: int, global_step: int) -> None:
+        self._epoch_start = (first_step, global_step)
+        self._bar = tqdm.tqdm(
+            total=steps_per_epoch, initial=first_step, desc=f"{phase.name} epoch {epoch + 1}/{phase.epochs}",
+            unit="step", leave=False, file=sys.stderr, disable=None if self._enabled is None else not self._enabled,
+        )
+
+    def on_log(self, global_step: int, loss: float, learning_rate: float) -> None:
+        if self._bar is not None:
+            first_step, first_global_step = self._epoch_start
+            self._bar.update(first_step + global_step - first_global_step - self._bar.n)
+            self._bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+
+    def on_epoch_end(self, epoch_end: loop.EpochEnd) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
 class EpochLog(loop.Action):
-    """A log line an epoch: speed, loss, validation and the time left at the measured rate."""
+    """A line an epoch: speed, loss, validation and the time left at the measured rate."""
 
     def on_start(self, global_step: int, total_steps: int) -> None:
         self._total, self._done, self._seconds, self._steps = total_steps, global_step, 0.0, 0
@@ -75,22 +105,13 @@ class EpochLog(loop.Action):
         self._seconds += epoch_end.seconds
         self._steps += epoch_end.epoch_steps
         remaining = (self._total - self._done) * self._seconds / max(self._steps, 1)
-        logging.info(
-            "%s epoch %d/%d: %d steps in %.1fs (%.2f steps/s, %.1f images/s), loss %.4f | "
-            "validation %s%s | %d/%d steps, ETA %s",
-            epoch_end.phase.name,
-            epoch_end.epoch,
-            epoch_end.phase.epochs,
-            epoch_end.epoch_steps,
-            epoch_end.seconds,
-            epoch_end.epoch_steps / max(epoch_end.seconds, 1e-9),
-            epoch_end.images_per_second,
-            epoch_end.train_loss,
-            headline(epoch_end.validation),
-            " (best)" if epoch_end.improved else "",
-            self._done,
-            self._total,
-            time.strftime("%H:%M:%S", time.gmtime(remaining)),
+        print(
+            f"{epoch_end.phase.name} epoch {epoch_end.epoch}/{epoch_end.phase.epochs}: {epoch_end.epoch_steps} steps in "
+            f"{epoch_end.seconds:.1f}s ({epoch_end.epoch_steps / max(epoch_end.seconds, 1e-9):.2f} steps/s, "
+            f"{epoch_end.images_per_second:.1f} images/s), loss {epoch_end.train_loss:.4f} | validation "
+            f"{headline(epoch_end.validation)}{' (best)' if epoch_end.improved else ''} | {self._done}/{self._total} steps, "
+            f"ETA {time.strftime('%H:%M:%S', time.gmtime(remaining))}",
+            flush=True,
         )
 
 

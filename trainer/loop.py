@@ -34,7 +34,6 @@ from typing import Callable, Iterator, Protocol, Sequence
 
 import numpy as np
 import tensorflow as tf
-from absl import logging
 
 CHECKPOINT_DIR, BEST_DIR = "checkpoints", "best"
 
@@ -116,6 +115,9 @@ class Action:
 
     def on_start(self, global_step: int, total_steps: int) -> None:
         pass
+
+    def on_epoch_start(self, phase: Phase, epoch: int, first_step: int, steps_per_epoch: int, global_step: int) -> None:
+        """Before an epoch's steps from `first_step` (not 0 when a run resumes mid-epoch)."""
 
     def on_log(self, global_step: int, loss: float, learning_rate: float) -> None:
         pass
@@ -212,6 +214,8 @@ class _Controller:
             run_steps = multi_step(task.begin_phase(phase))
             while _read(progress.epoch) < phase.epochs:
                 epoch, first_step = _read(progress.epoch), _read(progress.step)
+                for action in self.actions:
+                    action.on_epoch_start(phase, epoch, first_step, task.steps_per_epoch, _read(progress.global_step))
                 losses, seconds = self._train_epoch(phase_index, phase, epoch, first_step, run_steps)
                 self._end_epoch(phase, epoch, first_step, losses, seconds)
             progress.phase.assign(phase_index + 1)
@@ -389,13 +393,10 @@ def _restore(checkpoint: tf.train.Checkpoint, workdir: str, progress: Progress, 
             f"version of the trainer or another model config ({error}). Train into a new --workdir, or resume this "
             "one with the code and config.json that wrote it."
         ) from None
-    logging.info(
-        "resumed from %s: phase %s, epoch %d, step %d of the epoch (global step %d)",
-        latest,
-        phases[min(_read(progress.phase), len(phases) - 1)].name,
-        _read(progress.epoch),
-        _read(progress.step),
-        _read(progress.global_step),
+    print(
+        f"resumed from {latest}: phase {phases[min(_read(progress.phase), len(phases) - 1)].name}, "
+        f"epoch {_read(progress.epoch)}, step {_read(progress.step)} of the epoch (global step {_read(progress.global_step)})",
+        flush=True,
     )
 
 

@@ -10,12 +10,17 @@ from __future__ import annotations
 import os
 import sys
 
-from absl import app, flags, logging
-from ml_collections import config_flags
+from ava_core import terminal
 
-import configs
-from configs import nima_mobilenet
-from trainer import actions, input_pipeline, strategies, train
+if __name__ == "__main__":
+    terminal.quiet_tensorflow()  # before TensorFlow loads
+
+from absl import app, flags  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+import configs  # noqa: E402
+from configs import nima_mobilenet  # noqa: E402
+from trainer import actions, input_pipeline, strategies, train  # noqa: E402
 
 
 def _config_help() -> str:
@@ -43,7 +48,7 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     strategy = strategies.make_strategy(_STRATEGY.value, _TPU.value)
-    logging.info("strategy %s with %d replicas", type(strategy).__name__, strategy.num_replicas_in_sync)
+    print(f"strategy {type(strategy).__name__} with {strategy.num_replicas_in_sync} replicas", flush=True)
     try:
         result = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, strategy)
     except input_pipeline.DatasetNotBuiltError as error:
@@ -70,4 +75,4 @@ def resolve_config_path(argv: list[str]) -> list[str]:
 
 
 if __name__ == "__main__":
-    app.run(main, argv=resolve_config_path(sys.argv))
+    terminal.run(main, argv=resolve_config_path(sys.argv))

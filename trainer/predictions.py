@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 
 import keras
 import ml_collections
 from absl import logging
 import numpy as np
 import tensorflow as tf
+import tqdm
 
 from ava_tfds.ava import features
 from trainer import heads, input_pipeline, metrics
@@ -40,10 +42,14 @@ def predict_split(model: keras.Model, config: ml_collections.ConfigDict, split: 
         input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)],
     )
     ids, true, outputs = [], [], []
-    for batch in input_pipeline.eval_dataset(config, split, config.train.eval_batch_size):
-        ids.append(batch[features.IMAGE_ID].numpy())
-        true.append(batch[input_pipeline.DISTRIBUTION].numpy())
-        outputs.append({name: value.numpy() for name, value in predict(batch[input_pipeline.PIXELS]).items()})
+    bar = tqdm.tqdm(total=input_pipeline.num_examples(config, split), desc=f"scoring the {split} split", unit="photo",
+                    leave=False, file=sys.stderr, disable=None)
+    with bar:
+        for batch in input_pipeline.eval_dataset(config, split, config.train.eval_batch_size):
+            ids.append(batch[features.IMAGE_ID].numpy())
+            true.append(batch[input_pipeline.DISTRIBUTION].numpy())
+            outputs.append({name: value.numpy() for name, value in predict(batch[input_pipeline.PIXELS]).items()})
+            bar.update(len(ids[-1]))
     if not ids:
         raise ValueError(f"split {split!r} of {config.dataset.name} has no images to evaluate")
     scored = np.concatenate(ids)

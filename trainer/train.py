@@ -25,14 +25,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, strategy
         keras.mixed_precision.set_global_policy("mixed_float16")
     nima = task.NimaTask(config, strategy)
     chief = loop.is_chief(strategy)
-    logging.info(
-        "batch: global %d, per replica %d, replicas %d; %d steps an epoch",
-        nima.global_batch_size,
-        nima.global_batch_size // strategy.num_replicas_in_sync,
-        strategy.num_replicas_in_sync,
-        nima.steps_per_epoch,
+    print(
+        f"batch: global {nima.global_batch_size}, per replica {nima.global_batch_size // strategy.num_replicas_in_sync}, "
+        f"replicas {strategy.num_replicas_in_sync}; {nima.steps_per_epoch} steps an epoch",
+        flush=True,
     )
-    run_actions: list[loop.Action] = [actions.EpochLog()]
+    run_actions: list[loop.Action] = [actions.EpochProgressBar(), actions.EpochLog()]
     if chief:
         run_dir.save_config(workdir, config)
         run_actions += [

@@ -12,16 +12,20 @@ from __future__ import annotations
 
 import array
 import collections
+import dataclasses
 import io
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
+from PIL import Image
 
-from ava_core.rejections import Reason
+from ava_core import pages
+from ava_core.rejections import Reason, Rejection
 
 ALL_SPLITS = "all"
 STATS_FILE = "stats.json"
 MEAN_DISTRIBUTION = "mean_rating_distribution"  # stats.json: per split, the mean of its examples' vote distributions
+REJECTION_EXAMPLES = 5  # rejections the report page shows of each reason (rejected.jsonl lists them all)
 
 
 class ExampleColumns:
@@ -184,3 +188,39 @@ def format_summary(summary: dict) -> str:
             )
             lines.append(f"{split:<11} {feature:<12}{values}")
     return "\n".join(lines) + "\n"
+
+
+@dataclasses.dataclass(frozen=True)
+class Photo:
+    """An accepted example as the report page shows it: its stored JPEG, upright and sRGB."""
+
+    image_id: int
+    mean_score: float
+    jpeg: bytes
+
+
+def report_page(summary: dict, rejected: Sequence[Rejection], photos: Mapping[str, Sequence[Photo]], eda_figure: str) -> str:
+    """`report.html`: `stats.json` (`summary`) with the EDA figure, the rejections by reason
+    with a few of each, and a few accepted photos per split, their thumbnails inside the
+    page so that it can be opened from a bucket or moved alone."""
+    by_reason: dict[str, list[Rejection]] = collections.defaultdict(list)
+    for rejection in rejected:
+        by_reason[rejection.reason.value].append(rejection)
+    buffer = io.StringIO()
+    pages.write_page(
+        buffer, "build_report.html.j2",
+        title=f"The build: {sum(summary['examples'].values())} examples from {summary['index_rows']} rows of AVA.txt",
+        summary=summary,
+        columns=("count", "mean", "sd", "min", "q1", "median", "q3", "max"),
+        rejections=[
+            {"reason": reason, "count": count, "examples": by_reason[reason][:REJECTION_EXAMPLES]}
+            for reason, count in summary["rejected"].items() if count
+        ],
+        photos={
+            split: [{"image_id": p.image_id, "mean_score": p.mean_score,
+                     "thumbnail": pages.data_uri(pages.thumbnail(Image.open(io.BytesIO(p.jpeg))))} for p in chosen]
+            for split, chosen in sorted(photos.items())
+        },
+        eda_figure=eda_figure,
+    )
+    return buffer.getvalue()

@@ -44,13 +44,15 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from ava_core import ava_index, images, ratings
 from ava_core.read_failures import ReadFailureLimits, ReadTally, judge_sample
-from ava_tfds.ava import progress, shards, stats
+from ava_tfds.ava import features, progress, shards, stats
 from ava_core.rejections import Reason, RejectedInput, Rejection
 
 METRICS_NAMESPACE = "ava"
 REJECTED_FILE = "rejected.jsonl"
 EDA_FIGURE_FILE = "eda.png"
 SHARD_LIST_FILE = "shards.json"  # read and removed by the builder, which names the shards
+REPORT_PAGE = "report.html"  # stats.json, the rejections and a few photos, to look at
+REPORT_PHOTOS_PER_SPLIT = 6
 SHARD_DIR = "shards.incomplete"  # under the output dir; removed by the builder
 READ_ATTEMPTS = 3
 READ_RETRY_DELAYS_S = (0.5, 2.0)
@@ -480,10 +482,29 @@ def _write_reports(
     summary = stats.summarize(columns, reasons, num_index_rows)
     _write(f"{output_dir}/{stats.STATS_FILE}", json.dumps(summary, indent=2, sort_keys=True).encode())
     _write(f"{output_dir}/{EDA_FIGURE_FILE}", stats.eda_figure_png(columns))
+    page = stats.report_page(summary, rejected, _accepted_photos(shard_files, REPORT_PHOTOS_PER_SPLIT), EDA_FIGURE_FILE)
+    _write(f"{output_dir}/{REPORT_PAGE}", page.encode())
     by_split = {
         split: [dataclasses.asdict(s) for s in sorted(shard_files) if s.split == split] for split in ava_index.SPLITS
     }
     _write(f"{output_dir}/{SHARD_LIST_FILE}", json.dumps(by_split, indent=1).encode())
+
+
+def _accepted_photos(shard_files: list[shards.ShardFile], per_split: int) -> dict[str, list[stats.Photo]]:
+    """The first `per_split` examples of each split's shards (in path order), as the report shows them."""
+    import tensorflow as tf  # the examples' protocol buffer
+
+    photos: dict[str, list[stats.Photo]] = {}
+    for shard in sorted(shard_files):
+        chosen = photos.setdefault(shard.split, [])
+        for record in shards.first_records(shard.path, per_split - len(chosen)):
+            feature = tf.train.Example.FromString(record).features.feature
+            chosen.append(stats.Photo(
+                image_id=feature[features.IMAGE_ID].int64_list.value[0],
+                mean_score=feature[features.MEAN_SCORE].float_list.value[0],
+                jpeg=feature[features.IMAGE].bytes_list.value[0],
+            ))
+    return photos
 
 
 def _write(path: str, data: bytes) -> None:

@@ -1,0 +1,58 @@
+"""The terminal for people: a command shows its own lines and progress bars, and keeps
+TensorFlow's and absl's INFO lines (savers, dataset readers, CUDA probes) off. absl's
+`--verbosity=0` (`-v 0`) brings them back, as `--log_level` does for the build's Beam lines.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tempfile
+from typing import Callable, Sequence
+
+_VERBOSITY_FLAGS = ("--verbosity", "-v", "--v")
+
+
+def quiet_tensorflow(argv: Sequence[str] = sys.argv) -> None:
+    """Loads TensorFlow with its C++ INFO and WARNING lines off, unless the command line asks
+    for absl's INFO. TF 2.19 and later print their start-up lines (oneDNN, CUDA probes)
+    before they read TF_CPP_MIN_LOG_LEVEL (tensorflow/tensorflow#100442), so the import's
+    own output is filtered: its INFO lines are dropped and any other line is shown."""
+    if asks_for_info(argv) or "tensorflow" in sys.modules:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with tempfile.TemporaryFile() as captured:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = [line for line in captured.read().decode(errors="replace").splitlines(keepends=True) if not _is_info(line)]
+            sys.stderr.write("".join(kept))
+
+
+def _is_info(line: str) -> bool:
+    """A C++ INFO line (`I0000 00:00:...`) or absl's note that logging is not set up yet."""
+    return bool(re.match(r"I\d{4} ", line)) or line.startswith("WARNING: All log messages before absl::InitializeLog()")
+
+
+def asks_for_info(argv: Sequence[str]) -> bool:
+    return any(arg.split("=", 1)[0] in _VERBOSITY_FLAGS for arg in argv[1:])
+
+
+def run(main: Callable[[list[str]], None], argv: list[str] | None = None) -> None:
+    """absl's `app.run`, with WARNING rather than INFO as the verbosity when the command
+    line does not set it (app.run raises an unset verbosity to INFO once flags are parsed)."""
+    from absl import app, flags, logging
+
+    def quiet_main(args: list[str]) -> None:
+        if not flags.FLAGS["verbosity"].present:
+            logging.set_verbosity(logging.WARNING)
+        main(args)
+
+    app.run(quiet_main, argv=argv)
