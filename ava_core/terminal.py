@@ -16,12 +16,20 @@ _VERBOSITY_FLAGS = ("--verbosity", "-v", "--v")
 
 def quiet_tensorflow(argv: Sequence[str] = sys.argv) -> None:
     """Loads TensorFlow with its C++ INFO and WARNING lines off, unless the command line asks
-    for absl's INFO. TF 2.19 and later print their start-up lines (oneDNN, CUDA probes)
-    before they read TF_CPP_MIN_LOG_LEVEL (tensorflow/tensorflow#100442), so the import's
-    own output is filtered: its INFO lines are dropped and any other line is shown."""
-    if asks_for_info(argv) or "tensorflow" in sys.modules:
+    for absl's INFO. Call it before TensorFlow loads: the library reads its level once."""
+    if not asks_for_info(argv):
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        honour_tf_log_level()
+
+
+def honour_tf_log_level() -> None:
+    """Loads TensorFlow as TF_CPP_MIN_LOG_LEVEL (when set above 0) says. TF 2.19 and later
+    print their start-up lines (oneDNN, CUDA probes) before they read it
+    (tensorflow/tensorflow#100442), so the import's own output is filtered: its INFO lines
+    are dropped and every other line is shown. The build's worker processes, which inherit
+    the variable from the command, call it through `ava_tfds`."""
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") in ("", "0") or "tensorflow" in sys.modules:
         return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     with tempfile.TemporaryFile() as captured:
         sys.stderr.flush()
         saved = os.dup(2)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import weakref
 
 import keras
 import ml_collections
@@ -35,12 +36,7 @@ class Predictions:
 
 def predict_split(model: keras.Model, config: ml_collections.ConfigDict, split: str) -> Predictions:
     """The model's head outputs for every image of `split` (whole image, as the config feeds it)."""
-    head = heads.of(model)
-    # Any batch size and, for whole photos, any shape: one trace.
-    predict = tf.function(
-        lambda pixels: head.outputs(model(tf.cast(pixels, tf.float32), training=False)),
-        input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)],
-    )
+    predict = _predict_function(model)
     ids, true, outputs = [], [], []
     bar = tqdm.tqdm(total=input_pipeline.num_examples(config, split), desc=f"scoring the {split} split", unit="photo",
                     leave=False, file=sys.stderr, disable=None)
@@ -63,6 +59,21 @@ def predict_split(model: keras.Model, config: ml_collections.ConfigDict, split: 
         {name: np.concatenate([batch[name] for batch in outputs]).astype(np.float64) for name in outputs[0]},
         unscored,
     )
+
+
+_PREDICT_FUNCTIONS: "weakref.WeakKeyDictionary[keras.Model, tf.types.experimental.GenericFunction]" = weakref.WeakKeyDictionary()
+
+
+def _predict_function(model: keras.Model):
+    """The model's head outputs for a uint8 batch of any size and, for whole photos, any
+    shape: traced once per model, not at every validation of a training run."""
+    if model not in _PREDICT_FUNCTIONS:
+        head = heads.of(model)
+        _PREDICT_FUNCTIONS[model] = tf.function(
+            lambda pixels: head.outputs(model(tf.cast(pixels, tf.float32), training=False)),
+            input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)],
+        )
+    return _PREDICT_FUNCTIONS[model]
 
 
 def _unscored_ids(config: ml_collections.ConfigDict, split: str, scored: np.ndarray) -> tuple[int, ...]:

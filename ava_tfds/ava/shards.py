@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-import struct
 import uuid
 from typing import Iterable
 
@@ -82,21 +81,6 @@ class RollingShardWriter:
         self._writer.close()
         self._written.append(ShardFile(self._split, self._path, self._num_examples, self._num_bytes))
         self._writer = None
-
-
-def first_records(path: str, count: int) -> list[bytes]:
-    """The first `count` records of a TFRecord file, read through Beam's file systems
-    (TFRecord framing: the length, its CRC, the data, the data's CRC)."""
-    records = []
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as file:
-        while len(records) < count:
-            header = file.read(12)
-            if len(header) < 12:
-                break
-            (length,) = struct.unpack("<Q", header[:8])
-            records.append(file.read(length))
-            file.read(4)
-    return records
 
 
 def plan_merges(shards: Iterable[ShardFile], target_bytes: int = DEFAULT_SHARD_BYTES) -> list[tuple[ShardFile, ...]]:

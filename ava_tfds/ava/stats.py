@@ -17,7 +17,6 @@ import io
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
-from PIL import Image
 
 from ava_core import pages
 from ava_core.rejections import Reason, Rejection
@@ -192,17 +191,17 @@ def format_summary(summary: dict) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class Photo:
-    """An accepted example as the report page shows it: its stored JPEG, upright and sRGB."""
+    """An accepted example as the report page shows it: a thumbnail of its stored image."""
 
     image_id: int
     mean_score: float
-    jpeg: bytes
+    thumbnail: bytes  # `ava_core.pages.thumbnail`
 
 
 def report_page(summary: dict, rejected: Sequence[Rejection], photos: Mapping[str, Sequence[Photo]], eda_figure: str) -> str:
     """`report.html`: `stats.json` (`summary`) with the EDA figure, the rejections by reason
-    with a few of each, and a few accepted photos per split, their thumbnails inside the
-    page so that it can be opened from a bucket or moved alone."""
+    with a few of each, and a few accepted photos per split (the smallest ids), their
+    thumbnails inside the page so that it can be opened from a bucket or moved alone."""
     by_reason: dict[str, list[Rejection]] = collections.defaultdict(list)
     for rejection in rejected:
         by_reason[rejection.reason.value].append(rejection)
@@ -217,8 +216,8 @@ def report_page(summary: dict, rejected: Sequence[Rejection], photos: Mapping[st
             for reason, count in summary["rejected"].items() if count
         ],
         photos={
-            split: [{"image_id": p.image_id, "mean_score": p.mean_score,
-                     "thumbnail": pages.data_uri(pages.thumbnail(Image.open(io.BytesIO(p.jpeg))))} for p in chosen]
+            split: [{"image_id": p.image_id, "mean_score": p.mean_score, "thumbnail": pages.data_uri(p.thumbnail)}
+                    for p in sorted(chosen, key=lambda p: p.image_id)]
             for split, chosen in sorted(photos.items())
         },
         eda_figure=eda_figure,

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import array
 import dataclasses
+import io
 import json
 import time
 from typing import Callable, Iterator
@@ -41,10 +42,11 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import MAX_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
+from PIL import Image
 
-from ava_core import ava_index, images, ratings
+from ava_core import ava_index, images, pages, ratings
 from ava_core.read_failures import ReadFailureLimits, ReadTally, judge_sample
-from ava_tfds.ava import features, progress, shards, stats
+from ava_tfds.ava import progress, shards, stats
 from ava_core.rejections import Reason, RejectedInput, Rejection
 
 METRICS_NAMESPACE = "ava"
@@ -58,7 +60,7 @@ READ_ATTEMPTS = 3
 READ_RETRY_DELAYS_S = (0.5, 2.0)
 INDEX_RANGE_BYTES = 32 << 10  # ~700 rows of AVA.txt per range: many more ranges than workers
 
-_REJECTED, _SHARDS = "rejected", "shards"
+_REJECTED, _SHARDS, _PHOTOS = "rejected", "shards", "photos"
 
 
 class ReadFailureOptions(PipelineOptions):
@@ -100,6 +102,7 @@ class WrittenExamples:
     columns: beam.PCollection  # one stats.ExampleColumns of every example
     shards: beam.PCollection  # PCollection[shards.ShardFile]
     rejected: beam.PCollection  # PCollection[Rejection]
+    photos: beam.PCollection  # PCollection[(split, [stats.Photo])]: the report's, the smallest ids of each split
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,7 +193,7 @@ class DecodeAndWrite(beam.PTransform):
         """-> WrittenExamples, unannotated: Beam reads an expand's annotation as a PCollection type hint."""
         shard_bytes, shard_dir = self._settings.shard_bytes, self._settings.shard_dir
         decoded = lines | "Decode" >> beam.ParDo(_DecodeAndWriteFn(self._settings), **self._side_inputs).with_outputs(
-            _REJECTED, _SHARDS, main="columns"
+            _REJECTED, _SHARDS, _PHOTOS, main="columns"
         )
         packed = (
             decoded[_SHARDS]
@@ -201,13 +204,17 @@ class DecodeAndWrite(beam.PTransform):
             | "Merge" >> beam.Map(shards.merge, shard_dir=shard_dir)
         )
         columns = decoded.columns | "CombineColumns" >> beam.CombineGlobally(_MergeColumnsFn())
-        return WrittenExamples(columns=columns, shards=packed, rejected=decoded[_REJECTED])
+        photos = decoded[_PHOTOS] | "ReportPhotos" >> beam.combiners.Top.SmallestPerKey(
+            REPORT_PHOTOS_PER_SPLIT, key=lambda photo: photo.image_id
+        )
+        return WrittenExamples(columns=columns, shards=packed, rejected=decoded[_REJECTED], photos=photos)
 
 
 def write_reports(
     index_rows: beam.PCollection, written: WrittenExamples, rejected: beam.PCollection, output_dir: str
 ) -> beam.PCollection:
-    """Writes `rejected.jsonl` (sorted), `stats.json`, `eda.png` and `shards.json` into `output_dir`.
+    """Writes `rejected.jsonl` (sorted), `stats.json`, `eda.png`, `report.html` and
+    `shards.json` into `output_dir`.
 
     Fails the build if any row of AVA.txt is not exactly one example or one rejection, or
     if the shards do not hold exactly the examples decoded: a runner that loses elements
@@ -222,6 +229,7 @@ def write_reports(
         columns=beam.pvalue.AsSingleton(written.columns),
         rejected=beam.pvalue.AsList(rejected),
         shard_files=beam.pvalue.AsList(written.shards),
+        photos=beam.pvalue.AsList(written.photos),
         output_dir=output_dir.rstrip("/"),
     )
 
@@ -322,6 +330,7 @@ class _DecodeAndWriteFn(beam.DoFn):
         self._writers: dict[str, shards.RollingShardWriter] = {}
         self._columns = stats.ExampleColumns()
         self._listed: frozenset[int] | None = None
+        self._photos: dict[str, list[tuple[int, float, bytes]]] = {}  # the bundle's smallest ids: the report's candidates
 
     def process(self, line: str, listed: list[int], kept_index: dict[int, int | None], sample_read: int):
         if not line.strip():
@@ -342,6 +351,10 @@ class _DecodeAndWriteFn(beam.DoFn):
                 yield beam.pvalue.TaggedOutput(_SHARDS, _in_global_window(shard))
         if self._columns.splits():
             yield _in_global_window(self._columns)
+        for split, chosen in self._photos.items():
+            for image_id, mean, jpeg in chosen:
+                photo = stats.Photo(image_id, mean, pages.thumbnail(Image.open(io.BytesIO(jpeg))))
+                yield beam.pvalue.TaggedOutput(_PHOTOS, _in_global_window((split, photo)))
         if self._settings.progress_dir:
             progress.ProgressReporter.for_dir(self._settings.progress_dir).flush()
 
@@ -390,7 +403,18 @@ class _DecodeAndWriteFn(beam.DoFn):
         _count(f"examples_{split}")
         mean, _ = ratings.mean_and_std(row.rating_counts)
         self._columns.add(split, row.num_ratings, mean, ratings.normalise_counts(row.rating_counts))
+        self._keep_for_report(split, row.image_id, mean, clean.jpeg)
         return None
+
+    def _keep_for_report(self, split: str, image_id: int, mean: float, jpeg: bytes) -> None:
+        """Keeps the bundle's REPORT_PHOTOS_PER_SPLIT smallest ids of `split`; their
+        thumbnails are made once, when the bundle ends."""
+        chosen = self._photos.setdefault(split, [])
+        if len(chosen) < REPORT_PHOTOS_PER_SPLIT:
+            chosen.append((image_id, mean, jpeg))
+        elif image_id < max(chosen)[0]:
+            chosen.remove(max(chosen))
+            chosen.append((image_id, mean, jpeg))
 
 
 def _leading_id(line: str) -> int:
@@ -467,6 +491,7 @@ def _write_reports(
     columns: stats.ExampleColumns,
     rejected: list[Rejection],
     shard_files: list[shards.ShardFile],
+    photos: list[tuple[str, list[stats.Photo]]],
     output_dir: str,
 ) -> None:
     rejected = sorted(rejected, key=lambda r: (r.reason.value, r.image_id or 0, r.detail))
@@ -482,29 +507,12 @@ def _write_reports(
     summary = stats.summarize(columns, reasons, num_index_rows)
     _write(f"{output_dir}/{stats.STATS_FILE}", json.dumps(summary, indent=2, sort_keys=True).encode())
     _write(f"{output_dir}/{EDA_FIGURE_FILE}", stats.eda_figure_png(columns))
-    page = stats.report_page(summary, rejected, _accepted_photos(shard_files, REPORT_PHOTOS_PER_SPLIT), EDA_FIGURE_FILE)
+    page = stats.report_page(summary, rejected, dict(photos), EDA_FIGURE_FILE)
     _write(f"{output_dir}/{REPORT_PAGE}", page.encode())
     by_split = {
         split: [dataclasses.asdict(s) for s in sorted(shard_files) if s.split == split] for split in ava_index.SPLITS
     }
     _write(f"{output_dir}/{SHARD_LIST_FILE}", json.dumps(by_split, indent=1).encode())
-
-
-def _accepted_photos(shard_files: list[shards.ShardFile], per_split: int) -> dict[str, list[stats.Photo]]:
-    """The first `per_split` examples of each split's shards (in path order), as the report shows them."""
-    import tensorflow as tf  # the examples' protocol buffer
-
-    photos: dict[str, list[stats.Photo]] = {}
-    for shard in sorted(shard_files):
-        chosen = photos.setdefault(shard.split, [])
-        for record in shards.first_records(shard.path, per_split - len(chosen)):
-            feature = tf.train.Example.FromString(record).features.feature
-            chosen.append(stats.Photo(
-                image_id=feature[features.IMAGE_ID].int64_list.value[0],
-                mean_score=feature[features.MEAN_SCORE].float_list.value[0],
-                jpeg=feature[features.IMAGE].bytes_list.value[0],
-            ))
-    return photos
 
 
 def _write(path: str, data: bytes) -> None:
