@@ -1,7 +1,13 @@
 """Shared fixtures: a tiny AVA directory whose every row has a known fate."""
 
+import fcntl
 import io
+import os
 import pathlib
+import shutil
+import subprocess
+import sys
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -91,21 +97,37 @@ def tiny_ava(tmp_path) -> TinyAva:
     return TinyAva(tmp_path / "ava")
 
 
-@pytest.fixture(scope="session")
-def sample_data_dir(tmp_path_factory) -> str:
-    """The `ava/sample` dataset built once per session, through the real build command."""
-    import subprocess
-    import sys
+def _built_once(tmp_path_factory, name: str, build: Callable[[pathlib.Path], None]) -> pathlib.Path:
+    """`build(directory)` once for the whole run. Under pytest-xdist each worker has its own
+    session, so the first worker that asks builds it while any other waits, and all read it
+    (a build per worker would run on the same cores); the tests only read these."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        directory = tmp_path_factory.mktemp(name)
+        build(directory)
+        return directory
+    shared = tmp_path_factory.getbasetemp().parent  # the run's, above each worker's own
+    directory, done = shared / name, shared / f"{name}.done"
+    with open(shared / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.rmtree(directory, ignore_errors=True)
+            directory.mkdir()
+            build(directory)
+            done.touch()
+    return directory
 
-    data_dir = tmp_path_factory.mktemp("tfds")
+
+def _build_command(*args: str) -> None:
     subprocess.run(
-        [
-            sys.executable, "-m", "beam_pipelines.build", "--config=sample", f"--output_dir={data_dir}",
-            "--direct_num_workers=2",
-        ],
+        [sys.executable, "-m", "beam_pipelines.build", *args, "--direct_num_workers=2"],
         check=True, cwd=pathlib.Path(__file__).resolve().parents[1], capture_output=True,
     )
-    return str(data_dir)
+
+
+@pytest.fixture(scope="session")
+def sample_data_dir(tmp_path_factory) -> str:
+    """The `ava/sample` dataset built once per run, through the real build command."""
+    return str(_built_once(tmp_path_factory, "tfds", lambda data_dir: _build_command("--config=sample", f"--output_dir={data_dir}")))
 
 
 @pytest.fixture(scope="session")
@@ -113,27 +135,20 @@ def framed_ava_dir(tmp_path_factory) -> pathlib.Path:
     """A small framed sample in AVA's layout: wide and tall photos at their own size."""
     from ava_core import sample
 
-    ava_dir = tmp_path_factory.mktemp("framed_ava")
-    sample.write_sample(str(ava_dir), num_images=240, seed=1, min_side=96, max_side=160, framed=True)
-    return ava_dir
+    return _built_once(
+        tmp_path_factory, "framed_ava",
+        lambda ava_dir: sample.write_sample(str(ava_dir), num_images=240, seed=1, min_side=96, max_side=160, framed=True),
+    )
 
 
 @pytest.fixture(scope="session")
 def framed_data_dir(framed_ava_dir, tmp_path_factory) -> str:
     """`ava/full` built from the framed sample through the real build command: the
     whole-image input's dataset, smaller than `sample_full`."""
-    import subprocess
-    import sys
-
-    data_dir = tmp_path_factory.mktemp("framed_tfds")
-    subprocess.run(
-        [
-            sys.executable, "-m", "beam_pipelines.build", "--config=full", f"--ava_dir={framed_ava_dir}",
-            f"--output_dir={data_dir}", "--direct_num_workers=2",
-        ],
-        check=True, cwd=pathlib.Path(__file__).resolve().parents[1], capture_output=True,
-    )
-    return str(data_dir)
+    return str(_built_once(
+        tmp_path_factory, "framed_tfds",
+        lambda data_dir: _build_command("--config=full", f"--ava_dir={framed_ava_dir}", f"--output_dir={data_dir}"),
+    ))
 
 
 @pytest.fixture
