@@ -1,9 +1,13 @@
 """The training input pipeline's images/s against a decode-only ceiling doing the same decoding.
 
-    python -m benchmarks.input_benchmark [--seconds=10] [--rounds=3]
+    python -m benchmarks.input_benchmark [--seconds=10] [--rounds=3] [--rows=20000]
 
 Subject: `trainer.input_pipeline.train_dataset` with the paper config (random 224 window of
 the 256 images decoded with `decode_and_crop_jpeg`, flip, batch 64), and at the demo's 96 px.
+The data is an `ava/256` build of `--rows` rows (`common.ava_256_dataset`: AVA-sized
+photos, built once and reused), so that an epoch is long as on AVA: on the 308 training
+photos of `ava/sample` every 5th batch would be an epoch's end, where the pipeline drops the
+last partial batch (a sixth of its decoding) and refills its shuffle buffer.
 Ceiling: the same TFDS read with one parallel map that only decodes the same-sized window
 (224 of 256, the same DCT method) of each JPEG: the work no pipeline can skip, so the ratio
 is the pipeline's own overhead (shuffle, seeds, flip, batching). The three are run in
@@ -33,10 +37,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=10.0, help="of each timed run")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rows", type=int, default=20_000, help="of the AVA layout built for the benchmark")
+    parser.add_argument("--distinct_photos", type=int, default=2_000, help="photos the layout's rows link to")
+    parser.add_argument("--workdir", default="/tmp/nima_input_benchmark", help="where the dataset is built, once")
     args = parser.parse_args()
     config = nima_mobilenet.get_config()
-    config.dataset.name = "ava/sample"
-    config.dataset.data_dir = common.sample_dataset()
+    config.dataset.name = "ava/256"
+    config.dataset.data_dir = common.ava_256_dataset(args.workdir, args.rows, args.distinct_photos)
     config.train.global_batch_size = BATCH
     context = tf.distribute.InputContext()
     cores = os.cpu_count()
