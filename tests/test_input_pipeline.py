@@ -203,3 +203,24 @@ def test_training_and_evaluation_decode_a_stored_jpeg_to_pillows_pixels(quality,
     # Chroma upsampled at the window's edge sees no pixels beyond it: exact inside.
     np.testing.assert_array_equal(window.numpy()[2:-2, 2:-2], pillow[10:70, 18:94])
     assert np.abs(tf.io.decode_jpeg(data, channels=3).numpy().astype(int) - pillow).mean() > 0.5
+
+
+def test_training_crops_are_windows_of_the_stored_image_some_mirrored(demo_config):
+    """Each training image is a window of crop_fraction of its stored image, mirrored or not,
+    at offsets and flips that vary from image to image (found here by search)."""
+    demo_config.input.image_size = window = int(256 * demo_config.input.crop_fraction)
+    crop = input_pipeline.crop_function(demo_config, seed=7)
+    offsets, flips = set(), set()
+    for record in input_pipeline.eval_records(demo_config, "train").take(12).as_numpy_iterator():
+        pixels = crop(record)[input_pipeline.PIXELS].numpy().astype(np.int16)
+        stored = model_input.decode_stored(record[features.IMAGE]).numpy().astype(np.int16)
+        candidates = [
+            (np.abs(view[y:y + window, x:x + window] - pixels).mean(), (y, x), flipped)
+            for flipped, view in ((False, stored), (True, stored[:, ::-1]))
+            for y in range(257 - window) for x in range(257 - window)
+        ]
+        error, offset, flipped = min(candidates, key=lambda candidate: candidate[0])
+        assert error < 0.5, (record[features.IMAGE_ID], error)  # decoding a window, not the whole: edge rounding only
+        offsets.add(offset)
+        flips.add(flipped)
+    assert flips == {False, True} and len(offsets) >= 10

@@ -70,7 +70,7 @@ def train_dataset(
     if keeps_aspect_ratio(config):
         return _whole_image_training_batches(config, records, input_context, batch_size, seed, skip_batches)
     records = records.skip(skip_batches * batch_size * input_context.num_replicas_in_sync // input_context.num_input_pipelines)
-    crop = lambda record: _random_crop(record, config.input.image_size, config.input.crop_fraction, seed)
+    crop = crop_function(config, seed)
     return _finish(records.map(crop, num_parallel_calls=AUTOTUNE, deterministic=config.input.deterministic), batch_size)
 
 
@@ -205,6 +205,11 @@ def _finish(dataset: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
     # The build stored only images that decode; one that still fails is skipped with tf.data's
     # logged warning rather than ending the run.
     return dataset.ignore_errors(log_warning=True).batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
+
+
+def crop_function(config: ml_collections.ConfigDict, seed: int):
+    """record -> {PIXELS, DISTRIBUTION}: the training crop of `train_dataset` (`_random_crop`)."""
+    return lambda record: _random_crop(record, config.input.image_size, config.input.crop_fraction, seed)
 
 
 def _random_crop(record, image_size: int, crop_fraction: float, seed: int):
