@@ -10,6 +10,7 @@ data: URIs in a page that shows a few and must travel alone (a bucket's build re
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import os
 from typing import IO, Sequence
@@ -25,19 +26,27 @@ THUMBNAIL_SIDE = 144  # pixels: the longer side
 THUMBNAIL_QUALITY = 70
 THUMBNAIL_SUFFIX, THUMBNAIL_MIME = ".webp", "image/webp"
 
-_ENVIRONMENT = jinja2.Environment(
-    loader=jinja2.PackageLoader("ava_core", "templates"),
-    autoescape=True,
-    undefined=jinja2.StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
+
+
+@functools.cache
+def _environment() -> jinja2.Environment:
+    """Made on first use: importing this module (training does, through the build's
+    statistics) needs no template."""
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("ava_core", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    environment.globals["bar_heights"] = bar_heights
+    return environment
 
 
 def write_page(file: IO[str], template: str, **context) -> None:
     """Renders `template` into an open text file piece by piece: a page of 10,000 photos is
     never one string in memory."""
-    _ENVIRONMENT.get_template(template).stream(**context).dump(file)
+    _environment().get_template(template).stream(**context).dump(file)
 
 
 def thumbnail(pixels: np.ndarray | Image.Image) -> bytes:
@@ -67,5 +76,3 @@ def bar_heights(*distributions: Sequence[float] | None) -> list[list[float]]:
     peak = max((float(d.max()) for d in given), default=0.0) or 1.0
     return [[round(100.0 * p / peak) for p in d] for d in given]
 
-
-_ENVIRONMENT.globals["bar_heights"] = bar_heights

@@ -1,6 +1,7 @@
 """The terminal for people: a command shows its own lines and progress bars, and keeps
-TensorFlow's and absl's INFO lines (savers, dataset readers, CUDA probes) off. absl's
-`--verbosity=0` (`-v 0`) brings them back, as `--log_level` does for the build's Beam lines.
+TensorFlow's and absl's INFO lines (savers, dataset readers, CUDA probes) and TensorFlow's
+C++ warnings off. absl's `--verbosity=0` (`-v 0`) brings them back, as `--log_level` does
+for the build's Beam lines.
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-import tempfile
+import threading
 from typing import Callable, Sequence
 
 _VERBOSITY_FLAGS = ("--verbosity", "-v", "--v")
@@ -25,23 +26,37 @@ def quiet_tensorflow(argv: Sequence[str] = sys.argv) -> None:
 def honour_tf_log_level() -> None:
     """Loads TensorFlow as TF_CPP_MIN_LOG_LEVEL (when set above 0) says. TF 2.19 and later
     print their start-up lines (oneDNN, CUDA probes) before they read it
-    (tensorflow/tensorflow#100442), so the import's own output is filtered: its INFO lines
-    are dropped and every other line is shown. The build's worker processes, which inherit
-    the variable from the command, call it through `ava_tfds`."""
+    (tensorflow/tensorflow#100442), so the import's own output is filtered as it comes: its
+    INFO lines are dropped and every other line is passed on at once, so that a crash while
+    loading still shows why. The build's worker processes, which inherit the variable from
+    the command, call it through `ava_tfds`."""
     if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") in ("", "0") or "tensorflow" in sys.modules:
         return
-    with tempfile.TemporaryFile() as captured:
+    try:
         sys.stderr.flush()
         saved = os.dup(2)
-        os.dup2(captured.fileno(), 2)
-        try:
-            import tensorflow  # noqa: F401
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            captured.seek(0)
-            kept = [line for line in captured.read().decode(errors="replace").splitlines(keepends=True) if not _is_info(line)]
-            sys.stderr.write("".join(kept))
+        reading, writing = os.pipe()
+    except OSError:  # no stderr to filter
+        import tensorflow  # noqa: F401
+
+        return
+    forwarder = threading.Thread(target=_forward_all_but_info, args=(reading, saved), daemon=True)
+    forwarder.start()
+    os.dup2(writing, 2)
+    os.close(writing)
+    try:
+        import tensorflow  # noqa: F401,F811
+    finally:
+        os.dup2(saved, 2)  # closes the pipe's last writer: the forwarder reads to its end
+        forwarder.join(timeout=10)
+        os.close(saved)
+
+
+def _forward_all_but_info(reading: int, destination: int) -> None:
+    with os.fdopen(reading, "rb") as pipe:
+        for line in pipe:
+            if not _is_info(line.decode(errors="replace")):
+                os.write(destination, line)
 
 
 def _is_info(line: str) -> bool:
@@ -50,7 +65,16 @@ def _is_info(line: str) -> bool:
 
 
 def asks_for_info(argv: Sequence[str]) -> bool:
-    return any(arg.split("=", 1)[0] in _VERBOSITY_FLAGS for arg in argv[1:])
+    """Whether the command line sets absl's verbosity to INFO (0) or more."""
+    for index, arg in enumerate(argv[1:], start=1):
+        name, equals, value = arg.partition("=")
+        if name in _VERBOSITY_FLAGS:
+            value = value if equals else (argv[index + 1] if index + 1 < len(argv) else "")
+            try:
+                return int(value) >= 0
+            except ValueError:
+                return True  # absl will say what is wrong with it
+    return False
 
 
 def run(main: Callable[[list[str]], None], argv: list[str] | None = None) -> None:

@@ -34,6 +34,7 @@ import itertools
 import json
 import os
 import sys
+import urllib.parse
 from typing import Any, Callable, Iterator, Sequence
 
 from ava_core import terminal
@@ -227,6 +228,8 @@ def main(argv: list[str]) -> None:
     except NotASavedModelError as error:
         raise SystemExit(f"error: {error}") from None
     page = RankingPage(FLAGS.html) if FLAGS.html else None
+    if page:  # a previous page's thumbnails, in a folder being scored, are not photos
+        paths = [path for path in paths if not path.startswith(page.folder + "/")]
     report = score_files(model, paths, FLAGS.batch_size, on_scored=page.add if page else None)
     failures += report.failures
     if page:
@@ -270,7 +273,7 @@ class RankingPage:
             name = f"{len(self.thumbnails):06d}{pages.THUMBNAIL_SUFFIX}"
             with tf.io.gfile.GFile(f"{self.folder}/{name}", "wb") as file:
                 file.write(pages.thumbnail(photo))
-            self.thumbnails[score.path] = f"{os.path.basename(self.folder)}/{name}"
+            self.thumbnails[score.path] = urllib.parse.quote(f"{os.path.basename(self.folder)}/{name}")
 
     def write(self, report: Report, failures: Sequence[Failure], model_dir: str, contract: model_input.InputContract) -> None:
         with tf.io.gfile.GFile(self.page, "w") as file:

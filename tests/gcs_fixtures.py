@@ -34,7 +34,9 @@ How each gs:// client of the project is pointed at the emulator, all of it envir
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
+import fcntl
 import json
 import os
 import pathlib
@@ -44,6 +46,7 @@ import subprocess
 import sys
 import threading
 import urllib.parse
+from typing import Iterator
 
 # TF asks for a bucket's storage layout (hierarchical namespace or not) before it renames
 # a directory, and fails on an error; the emulator has no such endpoint. The bucket's own
@@ -408,6 +411,17 @@ class Gcs:
         return subprocess.run(
             [sys.executable, *args], check=False, cwd=REPO, env=env or self.env, capture_output=True, text=True, timeout=timeout
         )
+
+
+@contextlib.contextmanager
+def building_from_the_repository() -> Iterator[None]:
+    """Held while a process builds an sdist of this repository (cloudbuild's package step,
+    Beam's --setup_file staging): setuptools writes ava_nima.egg-info/ and a temporary
+    ava_nima-0.1.0/ into the repository, and two builds at once on pytest-xdist workers
+    would delete each other's files. They take turns on a lock of setup.py itself."""
+    with open(REPO / "setup.py") as setup_file:
+        fcntl.flock(setup_file, fcntl.LOCK_EX)
+        yield
 
 
 def bucket_with_sample(scratch: pathlib.Path, bucket_name: str):

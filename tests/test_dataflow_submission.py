@@ -47,7 +47,8 @@ def readme_dataflow_command() -> list[str]:
 def submitted(tmp_path_factory):
     scratch = tmp_path_factory.mktemp("dataflow")
     for gcs in gcs_fixtures.bucket_with_sample(scratch, BUCKET):
-        result = gcs.run(*readme_dataflow_command(), "--job_name=ava-256-test", f"--template_location={TEMPLATE}")
+        with gcs_fixtures.building_from_the_repository():
+            result = gcs.run(*readme_dataflow_command(), "--job_name=ava-256-test", f"--template_location={TEMPLATE}")
         assert result.returncode == 0, result.stderr[-6000:]
         staged = sorted(name.removesuffix("pipeline.pb") for name in gcs.names("") if name.endswith("/pipeline.pb"))
         assert len(staged) == 1, staged  # one job's files, in --temp_location's staging folder

@@ -59,14 +59,15 @@ def main() -> int:
 
 
 def _ranking_of(count: int, workdir: pathlib.Path, scratch: pathlib.Path) -> pathlib.Path:
-    """A ranking page of `count` photos: the sample's photos, linked under new names."""
+    """A ranking page of `count` photos: the sample's photos, symbolic links under new names."""
     from ava_tfds.ava import ava_dataset_builder
 
     originals = sorted(p for p in pathlib.Path(ava_dataset_builder.sample_images_dir(str(workdir / "tfds"), "sample")).iterdir())
     photos = scratch / "photos"
     photos.mkdir()
     for index in range(count):
-        os.link(originals[index % len(originals)], photos / f"{index:05d}-{originals[index % len(originals)].name}")
+        original = originals[index % len(originals)].resolve()
+        (photos / f"{index:05d}-{original.name}").symlink_to(original)
     page = scratch / "ranking.html"
     subprocess.run(
         [sys.executable, "-m", "serving.predict", f"--model={workdir / 'export'}", f"--html={page}", f"--output={scratch / 'r.csv'}", str(photos)],

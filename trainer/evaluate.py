@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import urllib.parse
 from typing import Sequence
 
 from ava_core import terminal
@@ -220,7 +221,7 @@ def main(argv: list[str]) -> None:
 def write_comparison_page(out: str, results: Sequence[dict]) -> None:
     rows, notes = _report_rows(results)
     runs = [
-        {"name": _run_name(result), "report": os.path.relpath(os.path.join(result["run"]["workdir"], EVAL_DIR, REPORT_PAGE), out)}
+        {"name": _run_name(result), "report": urllib.parse.quote(os.path.relpath(os.path.join(result["run"]["workdir"], EVAL_DIR, REPORT_PAGE), out))}
         for result in results
     ]
     with tf.io.gfile.GFile(os.path.join(out, COMPARISON_PAGE), "w") as file:

@@ -103,7 +103,7 @@ def input_contract(config: ml_collections.ConfigDict) -> model_input.InputContra
 
 
 def eval_records(config: ml_collections.ConfigDict, split: str) -> tf.data.Dataset:
-    """The raw records of `split` in file order, the image left encoded."""
+    """The records of `split` in file order (their `_READ_FEATURES`), the image left encoded."""
     return _read(config, split, input_context=None, shuffle_seed=None)
 
 

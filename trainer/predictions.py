@@ -68,11 +68,13 @@ def _predict_function(model: keras.Model):
     """The model's head outputs for a uint8 batch of any size and, for whole photos, any
     shape: traced once per model, not at every validation of a training run."""
     if model not in _PREDICT_FUNCTIONS:
-        head = heads.of(model)
-        _PREDICT_FUNCTIONS[model] = tf.function(
-            lambda pixels: head.outputs(model(tf.cast(pixels, tf.float32), training=False)),
-            input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)],
-        )
+        model_ref = weakref.ref(model)  # the cache must not keep the model alive
+
+        def predict(pixels):
+            current = model_ref()
+            return heads.of(current).outputs(current(tf.cast(pixels, tf.float32), training=False))
+
+        _PREDICT_FUNCTIONS[model] = tf.function(predict, input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)])
     return _PREDICT_FUNCTIONS[model]
 
 
