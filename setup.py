@@ -17,9 +17,9 @@ setuptools.setup(
         # 2.60-2.68 pin dill < 0.3.2, below what the `tfds` command needs (make test-cloud-versions)
         "apache-beam>=2.69",
         "etils[epath]>=1.7",
+        "jinja2>=3.1",  # the HTML pages (ava_core/templates)
         # 3.6: gradients all-reduced across replicas (keras-team/keras#19308, 3.5) and
         # ExportArchive.write_out(verbose=); Vertex AI's TF 2.17 container ships an older Keras.
-        "jinja2>=3.1",  # the HTML pages (ava_core/templates)
         "keras>=3.6",
         "matplotlib>=3.8",
         "ml-collections>=0.1.1",

@@ -27,7 +27,6 @@ THUMBNAIL_QUALITY = 70
 THUMBNAIL_SUFFIX, THUMBNAIL_MIME = ".webp", "image/webp"
 
 
-
 @functools.cache
 def _environment() -> jinja2.Environment:
     """Made on first use: importing this module (training does, through the build's
@@ -69,7 +68,7 @@ def files_dir(page: str) -> str:
     return f"{root}_files"
 
 
-def bar_heights(*distributions: Sequence[float] | None) -> list[list[float]]:
+def bar_heights(*distributions: Sequence[float] | None) -> list[list[int]]:
     """Each distribution's bars in percent of the tallest bar of them all, so that two
     histograms drawn side by side share one scale."""
     given = [np.asarray(d, np.float64) for d in distributions if d is not None]

@@ -19,6 +19,13 @@ import subprocess
 import sys
 import tempfile
 
+import tensorflow_datasets as tfds
+
+import ava_tfds  # noqa: F401  (registers `ava`)
+from ava_core.pages import files_dir
+from ava_tfds.ava import ava_dataset_builder, transforms
+from trainer import evaluate
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [  # what this sandbox's closed network needs: no background connections
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -37,8 +44,8 @@ def main() -> int:
     out = pathlib.Path(args.out or workdir / "pages-check")
     pages = {
         "ranking": workdir / "ranking.html",
-        "evaluation": workdir / "run" / "eval" / "report.html",
-        "build": workdir / "tfds" / "ava" / "sample" / "1.0.0" / "report.html",
+        "evaluation": workdir / "run" / evaluate.EVAL_DIR / evaluate.REPORT_PAGE,
+        "build": pathlib.Path(tfds.builder("ava/sample", data_dir=str(workdir / "tfds")).data_path) / transforms.REPORT_PAGE,
     }
     missing = [str(path) for path in pages.values() if not path.is_file()]
     if missing:
@@ -60,8 +67,6 @@ def main() -> int:
 
 def _ranking_of(count: int, workdir: pathlib.Path, scratch: pathlib.Path) -> pathlib.Path:
     """A ranking page of `count` photos: the sample's photos, symbolic links under new names."""
-    from ava_tfds.ava import ava_dataset_builder
-
     originals = sorted(p for p in pathlib.Path(ava_dataset_builder.sample_images_dir(str(workdir / "tfds"), "sample")).iterdir())
     photos = scratch / "photos"
     photos.mkdir()
@@ -77,7 +82,7 @@ def _ranking_of(count: int, workdir: pathlib.Path, scratch: pathlib.Path) -> pat
 
 
 def _check_size(page: pathlib.Path) -> list[str]:
-    folder = page.with_name(page.stem + "_files")
+    folder = pathlib.Path(files_dir(str(page)))
     thumbnails = sum(f.stat().st_size for f in folder.iterdir())
     total = (page.stat().st_size + thumbnails) / 1e6
     count = len(list(folder.iterdir()))

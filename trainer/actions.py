@@ -72,14 +72,14 @@ class EpochProgressBar(loop.Action):
     epoch's end, where `EpochLog` prints the epoch's line; off where stderr is no terminal.
     """
 
-    def __init__(self, enabled: bool | None = None):
-        self._enabled, self._bar, self._epoch_start = enabled, None, (0, 0)
+    def __init__(self):
+        self._bar, self._epoch_start = None, (0, 0)
 
     def on_epoch_start(self, phase: loop.Phase, epoch: int, first_step: int, steps_per_epoch: int, global_step: int) -> None:
         self._epoch_start = (first_step, global_step)
         self._bar = tqdm.tqdm(
             total=steps_per_epoch, initial=first_step, desc=f"{phase.name} epoch {epoch + 1}/{phase.epochs}",
-            unit="step", leave=False, file=sys.stderr, disable=None if self._enabled is None else not self._enabled,
+            unit="step", leave=False, file=sys.stderr, disable=None,
         )
 
     def on_log(self, global_step: int, loss: float, learning_rate: float) -> None:

@@ -109,7 +109,7 @@ def evaluate_run(workdir: str, split: str = "test", overrides: dict | None = Non
         json.dump(result, file, indent=2)
     with tf.io.gfile.GFile(os.path.join(out, REPORT_FILE), "w") as file:
         file.write(report_table(result))
-    sections = photo_sections(table)
+    sections = _photo_sections(table)
     wanted = {int(i) for _, photos in sections for i in photos["image_id"]}
     images = _images_by_id(config, split, wanted | _extremes(scored.image_ids, scored.predicted_mean))
     figures = _write_figures(out, scored, config, workdir, images)
@@ -117,7 +117,7 @@ def evaluate_run(workdir: str, split: str = "test", overrides: dict | None = Non
     return result
 
 
-def photo_sections(table: pd.DataFrame, count: int = PAGE_PHOTOS) -> list[tuple[str, pd.DataFrame]]:
+def _photo_sections(table: pd.DataFrame, count: int = PAGE_PHOTOS) -> list[tuple[str, pd.DataFrame]]:
     """The report page's photos: (title, their rows of `predictions_table`)."""
     error = (table["predicted_mean"] - table["true_mean"]).abs()
     return [

@@ -24,6 +24,7 @@ from ava_core.rejections import Reason, Rejection
 ALL_SPLITS = "all"
 STATS_FILE = "stats.json"
 MEAN_DISTRIBUTION = "mean_rating_distribution"  # stats.json: per split, the mean of its examples' vote distributions
+DESCRIBED = ("count", "mean", "sd", "min", "q1", "median", "q3", "max")  # `describe`'s figures, in the order shown
 REJECTION_EXAMPLES = 5  # rejections the report page shows of each reason (rejected.jsonl lists them all)
 
 
@@ -178,7 +179,7 @@ def format_summary(summary: dict) -> str:
     lines.append("examples: " + ", ".join(f"{split} {count}" for split, count in summary["examples"].items()))
     rejected = {reason: count for reason, count in summary["rejected"].items() if count}
     lines.append("rejected: " + (", ".join(f"{reason} {count}" for reason, count in rejected.items()) or "none"))
-    columns = ("count", "mean", "sd", "min", "q1", "median", "q3", "max")
+    columns = DESCRIBED
     lines.append(f"{'split':<11} {'feature':<12}" + "".join(f"{c:>9}" for c in columns))
     for split, features in summary["statistics"].items():
         for feature, described in features.items():
@@ -210,7 +211,7 @@ def report_page(summary: dict, rejected: Sequence[Rejection], photos: Mapping[st
         buffer, "build_report.html.j2",
         title=f"The build: {sum(summary['examples'].values())} examples from {summary['index_rows']} rows of AVA.txt",
         summary=summary,
-        columns=("count", "mean", "sd", "min", "q1", "median", "q3", "max"),
+        columns=DESCRIBED,
         rejections=[
             {"reason": reason, "count": count, "examples": by_reason[reason][:REJECTION_EXAMPLES]}
             for reason, count in summary["rejected"].items() if count
