@@ -52,7 +52,7 @@ def thumbnail(pixels: np.ndarray | Image.Image) -> bytes:
     """A WebP of at most THUMBNAIL_SIDE pixels a side, of exactly these pixels (no colour
     or orientation change: they are already upright sRGB)."""
     image = pixels.copy() if isinstance(pixels, Image.Image) else Image.fromarray(np.asarray(pixels, np.uint8))
-    image.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.Resampling.LANCZOS)
+    image.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.Resampling.BILINEAR)  # antialiased; a third faster than Lanczos
     buffer = io.BytesIO()
     image.convert("RGB").save(buffer, format="WEBP", quality=THUMBNAIL_QUALITY)
     return buffer.getvalue()

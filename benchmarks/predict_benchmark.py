@@ -20,6 +20,9 @@ It also prints what one photo costs to prepare on one thread, and what the build
 JPEG adds to it (the round trip that makes predict's pixels the evaluation's): against
 the former path, which squashed a photo straight to the model's size.
 
+Beside them, `--html`: predict writing each batch's thumbnails and then the ranking page
+(`RankingPage`), against predict alone.
+
 Goal: predict at least 90% of the ceiling. Each rate is the best of `--rounds` runs in
 turn. On cores shared with other work, rates by the clock also measure this process's
 share of the cores, which grows with its number of busy threads (predict has more than
@@ -79,6 +82,7 @@ def main() -> None:
                 "network": lambda: sum(model.score(**{signature.PIXELS: pixels})[signature.MEAN].numpy().size for _ in range(batches)),
                 "decode": lambda: sum(1 for _ in pool.map(lambda path: predict.prepare(path, contract), paths)),
                 "predict": lambda: len(predict.score_files(model, paths, BATCH, progress=False).scores),
+                "page": lambda: _predict_with_page(model, paths, root / "page" / "ranking.html"),
             }
             wall, cpu = _best_rates(subjects, args.rounds)
         data = pathlib.Path(paths[0]).read_bytes()
@@ -102,12 +106,23 @@ def main() -> None:
             f"{name:<64}{wall[key]:>10.1f}{wall[key] / wall['network']:>8.2f}{wall[key] / wall['ceiling']:>12.2f}"
             f"{cpu[key]:>11.1f}{cpu[key] / cpu['ceiling']:>12.2f}"
         )
+    print(f"{'serving.predict --html (thumbnails as photos are scored, then the page)':<64}{wall['page']:>10.1f}"
+          f"{'':>8}{'':>12}{cpu['page']:>11.1f}   {wall['page'] / wall['predict']:.2f} of predict by the clock, "
+          f"{cpu['page'] / cpu['predict']:.2f} by CPU time")
     ratio = wall["predict"] / wall["ceiling"]
     print(f"goal: predict >= {GOAL:.0%} of the ceiling: {'met' if ratio >= GOAL else 'NOT met'} ({ratio:.2f} by the clock, "
           f"{cpu['predict'] / cpu['ceiling']:.2f} by CPU time)")
     print(f"one photo on one thread: {single_ms:.2f} ms to the evaluation's pixels, {straight_ms:.2f} ms squashed straight "
           f"to the model's size: the stored JPEG's round trip costs {single_ms - straight_ms:.2f} ms")
     print(f"peak RSS of this process: {peak_mib:.0f} MiB; load average (1 min) at the end: {os.getloadavg()[0]:.1f}")
+
+
+def _predict_with_page(model: predict.PixelModel, paths: list[str], page_path: pathlib.Path) -> int:
+    """What `serving.predict --html=PAGE` adds to scoring: each batch's thumbnails, then the page."""
+    page = predict.RankingPage(str(page_path))
+    report = predict.score_files(model, paths, BATCH, progress=False, on_scored=page.add)
+    page.write(report, report.failures, "model", model.contract)
+    return len(report.scores)
 
 
 def _write_photos(folder: pathlib.Path, count: int, side: int) -> list[str]:

@@ -269,10 +269,14 @@ class RankingPage:
         self.thumbnails: dict[str, str] = {}  # photo path -> the thumbnail's address from the page
 
     def add(self, scores: Sequence[Score], pixels: np.ndarray) -> None:
-        for score, photo in zip(scores, pixels):
+        # On every core: Pillow lets go of the interpreter while it resizes and encodes, and
+        # one thread alone would halve predict's rate (benchmarks/predict_benchmark.py).
+        with concurrent.futures.ThreadPoolExecutor(os.cpu_count()) as pool:
+            thumbnails = list(pool.map(pages.thumbnail, pixels))
+        for score, thumbnail in zip(scores, thumbnails):
             name = f"{len(self.thumbnails):06d}{pages.THUMBNAIL_SUFFIX}"
             with tf.io.gfile.GFile(f"{self.folder}/{name}", "wb") as file:
-                file.write(pages.thumbnail(photo))
+                file.write(thumbnail)
             self.thumbnails[score.path] = urllib.parse.quote(f"{os.path.basename(self.folder)}/{name}")
 
     def write(self, report: Report, failures: Sequence[Failure], model_dir: str, contract: model_input.InputContract) -> None:
