@@ -21,7 +21,7 @@ demo: install
 	@echo "Scoring the sample's photos; its planted broken files are reported one by one (exit code 1)."
 	-$(PYTHON) -m serving.predict --model=$(WORKDIR)/export --top=10 --html=$(WORKDIR)/ranking.html $(SAMPLE_PHOTOS)
 	@echo "Pages to open in a browser: the ranked photos $(WORKDIR)/ranking.html, the evaluation $(RUN)/eval/report.html,"
-	@echo "the build $(WORKDIR)/tfds/ava/sample/1.0.0/report.html (beside stats.json, rejected.jsonl, eda.png)"
+	@echo "the build $(WORKDIR)/tfds/ava/sample/<version>/report.html (beside stats.json, rejected.jsonl, eda.png)"
 	@echo "Run: $(RUN) (history.csv, tensorboard/); SavedModel: $(WORKDIR)/export"
 
 # The write-ups' other systems on the sample's wide and tall photos (`sample_full`): the

@@ -17,6 +17,7 @@ setuptools.setup(
         # 2.60-2.68 pin dill < 0.3.2, below what the `tfds` command needs (make test-cloud-versions)
         "apache-beam>=2.69",
         "etils[epath]>=1.7",
+        "google-crc32c>=1.5",  # the build's TFRecord framing (Beam's, which needs a CRC32C library)
         "jinja2>=3.1",  # the HTML pages (ava_core/templates)
         # 3.6: gradients all-reduced across replicas (keras-team/keras#19308, 3.5) and
         # ExportArchive.write_out(verbose=); Vertex AI's TF 2.17 container ships an older Keras.

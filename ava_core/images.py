@@ -42,6 +42,12 @@ DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS
 DEFAULT_MIN_SIDE = 32
 DEFAULT_JPEG_QUALITY = 95
 STORED_SIZE = (256, 256)  # (width, height) NIMA's dataset squashes every photo to
+# Pillow's filters a squash can use, by the name a model's input contract records. Both are
+# antialiased: Pillow widens the kernel by the shrink factor.
+RESAMPLING = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
+# Bilinear has half bicubic's taps: the squash was over half of a photo's CPU time in the
+# build. The `ava` dataset squashed bicubic before its version 1.1.0.
+DEFAULT_RESAMPLING = "bilinear"
 _WHITE = (255, 255, 255)
 _SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
 _LAB = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB"))
@@ -57,17 +63,23 @@ _CACHED_TRANSFORMS = 32
 class ImagePolicy:
     """What a valid image is and how it is sized.
 
-    resize_to: (width, height) to squash every image to (bicubic; a larger JPEG is first
-        decoded at the smallest DCT scale that still covers it, Pillow's `draft`), or
-        None to keep the original size (the `full` config, for models that must see the
-        composition). Scoring replays exactly this (`trainer.model_input`), in the graph too
+    resize_to: (width, height) to squash every image to (a larger JPEG is first decoded
+        at the smallest DCT scale that still covers it, Pillow's `draft`), or None to keep
+        the original size (the `full` config, for models that must see the composition).
+        Scoring replays exactly this (`trainer.model_input`), in the graph too
         (`serving.graph_decode`), so neither may change without the other.
+    resampling: the squash's filter, a key of RESAMPLING.
     """
 
     resize_to: Optional[tuple[int, int]] = STORED_SIZE
+    resampling: str = DEFAULT_RESAMPLING
     min_side: int = DEFAULT_MIN_SIDE
     max_pixels: int = DEFAULT_MAX_PIXELS
     jpeg_quality: int = DEFAULT_JPEG_QUALITY
+
+    def __post_init__(self):
+        if self.resampling not in RESAMPLING:
+            raise ValueError(f"resampling {self.resampling!r} is none of Pillow's filters named here: {sorted(RESAMPLING)}")
 
 
 class NotAnImage(RejectedInput):
@@ -153,17 +165,19 @@ def _one_input(data: bytes) -> Iterator[None]:
         ) from None
 
 
-def bicubic_squash(image: Image.Image, size: tuple[int, int]) -> Image.Image:
-    """Pillow's bicubic resize to (width, height) as its two passes, each rounded to 8 bits,
-    in Pillow 13's order: vertical first when the height shrinks, and by more than twice as
-    many pixels as the width (python-pillow/Pillow#9549). Pillow before 13 (all that Python
-    3.10 has) always runs the horizontal pass first; naming the order keeps the stored pixels
-    the same under every Pillow, and the same as `serving.graph_decode` computes."""
+def squash(image: Image.Image, size: tuple[int, int], resampling: str = DEFAULT_RESAMPLING) -> Image.Image:
+    """Pillow's resize to (width, height) with the named filter, as its two passes, each
+    rounded to 8 bits, in Pillow 13's order: vertical first when the height shrinks, and by
+    more than twice as many pixels as the width (python-pillow/Pillow#9549). Pillow before
+    13 (all that Python 3.10 has) always runs the horizontal pass first; naming the order
+    keeps the stored pixels the same under every Pillow, and the same as
+    `serving.graph_decode` computes."""
     width, height = size
     in_width, in_height = image.size
+    kernel = RESAMPLING[resampling]
     if in_height > height and in_height - height > 2 * (in_width - width):
-        return image.resize((in_width, height), Image.Resampling.BICUBIC).resize(size, Image.Resampling.BICUBIC)
-    return image.resize((width, in_height), Image.Resampling.BICUBIC).resize(size, Image.Resampling.BICUBIC)
+        return image.resize((in_width, height), kernel).resize(size, kernel)
+    return image.resize((width, in_height), kernel).resize(size, kernel)
 
 
 def _decode(data: bytes, policy: ImagePolicy) -> DecodedImage:
@@ -187,7 +201,7 @@ def _decode(data: bytes, policy: ImagePolicy) -> DecodedImage:
     image, exif_rotated, broken_exif = _upright(image)
     image, icc_converted, broken_icc = _to_srgb(image)
     if policy.resize_to is not None and image.size != tuple(policy.resize_to):
-        image = bicubic_squash(image, tuple(policy.resize_to))
+        image = squash(image, tuple(policy.resize_to), policy.resampling)
     return DecodedImage(
         image=image,
         source_format=source_format,
@@ -270,7 +284,8 @@ def _to_srgb(image: Image.Image) -> tuple[Image.Image, bool, bool]:
         background = Image.new("RGB", rgba.size, _WHITE)
         background.paste(rgba, mask=rgba.getchannel("A"))
         return background, icc_converted, broken_icc
-    return image.convert("RGB"), icc_converted, broken_icc
+    # convert() of an RGB image would copy it: a few percent of a photo's time in the build.
+    return (image if image.mode == "RGB" else image.convert("RGB")), icc_converted, broken_icc
 
 
 @functools.lru_cache(maxsize=_CACHED_TRANSFORMS)

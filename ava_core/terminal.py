@@ -28,8 +28,7 @@ def honour_tf_log_level() -> None:
     print their start-up lines (oneDNN, CUDA probes) before they read it
     (tensorflow/tensorflow#100442), so the import's own output is filtered as it comes: its
     INFO lines are dropped and every other line is passed on at once, so that a crash while
-    loading still shows why. The build's worker processes, which inherit the variable from
-    the command, call it through `ava_tfds`."""
+    loading still shows why."""
     if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") in ("", "0") or "tensorflow" in sys.modules:
         return
     try:

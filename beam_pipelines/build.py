@@ -26,24 +26,19 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shutil
 import tempfile
 from typing import Sequence
 
-from ava_core import terminal
+import tensorflow_datasets as tfds
+from absl import logging as absl_logging
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, StandardOptions
 
-# Before TensorFlow loads, here and in the local runner's worker processes (they inherit
-# the environment): its C++ start-up lines would bury the progress bar.
-terminal.quiet_tensorflow()
-
-import tensorflow_datasets as tfds  # noqa: E402
-from absl import logging as absl_logging  # noqa: E402
-from apache_beam.io.filesystems import FileSystems  # noqa: E402
-from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, StandardOptions  # noqa: E402
-
-import ava_tfds  # noqa: E402,F401  (registers the `ava` builder)
-from ava_core import ava_index, read_failures  # noqa: E402
-from ava_tfds.ava import ava_dataset_builder, progress, stats, transforms  # noqa: E402
+import ava_tfds  # noqa: F401  (registers the `ava` builder)
+from ava_core import ava_index, read_failures, terminal
+from ava_tfds.ava import ava_dataset_builder, progress, stats, transforms
 
 DATASET = "ava"
 _LOCAL_RUNNERS = {None, "DirectRunner", "FnApiRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner"}
@@ -52,6 +47,11 @@ _LOCAL_RUNNERS = {None, "DirectRunner", "FnApiRunner", "BundleBasedDirectRunner"
 def main(argv: Sequence[str] | None = None) -> None:
     args, beam_args = _parse_args(argv)
     _set_log_level(args.log_level)
+    if _reaches_storage_through_tensorflow(args.output_dir, args.ava_dir):
+        # TensorFlow loads: quietly, or its C++ start-up lines would bury the progress bar.
+        # A local build never loads it (nor do the workers: `ava_tfds.ava.shards`), which
+        # saves its import, seconds of CPU.
+        terminal.quiet_tensorflow()
     builder = tfds.builder(f"{DATASET}/{args.config}", data_dir=args.output_dir)
     if not builder.builder_config.num_sample_images and not args.ava_dir:
         raise SystemExit(f"--ava_dir is required for --config={args.config}: where AVA.txt and images/ are")
@@ -152,6 +152,13 @@ def _set_log_level(level: str) -> None:
         relay.setLevel(logging.ERROR)
     # A storage failure's worker traceback, relayed: `main` says its cause in one line.
     relay.addFilter(lambda record: read_failures.MESSAGE_PREFIX not in record.getMessage())
+
+
+def _reaches_storage_through_tensorflow(*paths: str | None) -> bool:
+    """Whether TFDS's file layer, etils.epath, will use tf.io.gfile: for object stores
+    (gs://), unless EPATH_USE_TF turns it to fsspec (as etils reads the variable)."""
+    epath_uses_tensorflow = os.environ.get("EPATH_USE_TF", "").lower() not in ("false", "no", "f", "0")
+    return epath_uses_tensorflow and any(path and FileSystems.get_scheme(path) not in (None, "file") for path in paths)
 
 
 def _count_rows(ava_dir: str | None) -> int:

@@ -6,10 +6,10 @@ the dataset's build would have stored for the photo, then the evaluation's resiz
 `from_photo` replays the build (`ava_core.images`, Pillow) in the graph: the JPEG decoded
 at the DCT scale Pillow's `draft` picks, the EXIF orientation (TensorFlow has no op for it:
 `exif_orientation` reads the tag from the JPEG's APP1 segment with string ops, both TIFF
-byte orders), transparency flattened onto white with Pillow's integer blend, the bicubic
-squash with Pillow's fixed-point arithmetic, and the stored JPEG, which TensorFlow's
-libjpeg encodes to the same bytes as Pillow's. A JPEG, PNG, BMP or grey photo then gets
-the evaluation's pixels exactly.
+byte orders), transparency flattened onto white with Pillow's integer blend, the squash
+(bilinear; bicubic for models of datasets before 1.1.0) with Pillow's fixed-point
+arithmetic, and the stored JPEG, which TensorFlow's libjpeg encodes to the same bytes as
+Pillow's. A JPEG, PNG, BMP or grey photo then gets the evaluation's pixels exactly.
 
 16-bit grey PNGs are read at 16 bits and taken to 8 as the build takes them. What
 TensorFlow cannot replay is left to the pixel signature, which `serving.predict` feeds
@@ -40,7 +40,6 @@ _EXIF_HEADER = [0x45, 0x78, 0x69, 0x66, 0x00, 0x00]  # "Exif\0\0"
 _PNG_SIGNATURE = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]
 _DRAFT_SCALES = (8, 4, 2, 1)  # the DCT scales libjpeg decodes at, as Pillow's `draft` tries them
 _PILLOW_PRECISION_BITS = 22  # Pillow's fixed-point resampling: 32 - 8 - 2 bits
-_BICUBIC_A = -0.5  # Pillow's BICUBIC kernel
 
 
 def from_photo(encoded: tf.Tensor, contract: model_input.InputContract) -> tf.Tensor:
@@ -50,7 +49,7 @@ def from_photo(encoded: tf.Tensor, contract: model_input.InputContract) -> tf.Te
     image = _rgb_on_white(orient(image, exif_orientation(encoded)))
     if contract.stored_size is not None:
         width, height = contract.stored_size
-        image = pillow_bicubic_resize(image, height, width)
+        image = pillow_resize(image, height, width, contract.stored_resampling)
     return contract.from_stored(tf.io.encode_jpeg(image, quality=contract.jpeg_quality))
 
 
@@ -78,21 +77,21 @@ def orient(image: tf.Tensor, orientation: tf.Tensor) -> tf.Tensor:
     )
 
 
-def pillow_bicubic_resize(image: tf.Tensor, height: int, width: int) -> tf.Tensor:
-    """uint8 [H, W, 3] resized to [height, width, 3] exactly as Pillow's
-    `Image.resize(BICUBIC)` resizes 8-bit RGB: its kernel and support, its fixed-point
-    weights and rounding, two passes each rounded to 8 bits, and their order (from
-    Pillow 13, the vertical pass first when the height shrinks, and by more than twice as
-    many pixels as the width, python-pillow/Pillow#9549: the rule found to match Pillow
-    13.0 on every size tried, growing and shrinking).
+def pillow_resize(image: tf.Tensor, height: int, width: int, resampling: str) -> tf.Tensor:
+    """uint8 [H, W, 3] resized to [height, width, 3] exactly as `ava_core.images.squash`
+    (Pillow's `Image.resize` of 8-bit RGB) resizes with the named filter: its kernel and
+    support, its fixed-point weights and rounding, two passes each rounded to 8 bits, and
+    their order (from Pillow 13, the vertical pass first when the height shrinks, and by
+    more than twice as many pixels as the width, python-pillow/Pillow#9549: the rule found
+    to match Pillow 13.0 on every size tried, growing and shrinking, with either filter).
 
     Each pass is a product with a matrix of integer weights in float64, exact whatever the
     order of the sums (they stay far below 2**53).
     """
     pixels = tf.cast(image, tf.float64)
     in_height, in_width = tf.shape(image)[0], tf.shape(image)[1]
-    horizontal = lambda p: _pillow_pass(tf.einsum("xw,hwc->hxc", _pillow_weights(in_width, width), p))
-    vertical = lambda p: _pillow_pass(tf.einsum("yh,hxc->yxc", _pillow_weights(in_height, height), p))
+    horizontal = lambda p: _pillow_pass(tf.einsum("xw,hwc->hxc", _pillow_weights(in_width, width, resampling), p))
+    vertical = lambda p: _pillow_pass(tf.einsum("yh,hxc->yxc", _pillow_weights(in_height, height, resampling), p))
     vertical_first = tf.logical_and(in_height > height, in_height - height > 2 * (in_width - width))
     resized = tf.cond(vertical_first, lambda: horizontal(vertical(pixels)), lambda: vertical(horizontal(pixels)))
     return tf.cast(resized, tf.uint8)
@@ -170,20 +169,21 @@ def _pillow_pass(sums: tf.Tensor) -> tf.Tensor:
     return tf.clip_by_value(tf.math.floor((sums + scale / 2) / scale), 0.0, 255.0)
 
 
-def _pillow_weights(in_size: tf.Tensor, out_size: int) -> tf.Tensor:
+def _pillow_weights(in_size: tf.Tensor, out_size: int, resampling: str) -> tf.Tensor:
     """float64 [out_size, in_size] of Pillow's fixed-point weights (`precompute_coeffs` and
     `normalize_coeffs_8bpc` in its Resample.c), with the same float operations in the same order."""
     in_size_f = tf.cast(in_size, tf.float64)
     scale = in_size_f / out_size
     filterscale = tf.maximum(scale, 1.0)
-    support = 2.0 * filterscale  # the bicubic kernel's support is 2
+    kernel, kernel_support = _KERNELS[resampling]
+    support = kernel_support * filterscale
     centers = (tf.range(out_size, dtype=tf.float64) + 0.5) * scale
     first = tf.maximum(tf.cast(centers - support + 0.5, tf.int32), 0)  # C's (int) truncates
     count = tf.minimum(tf.cast(centers + support + 0.5, tf.int32), in_size) - first
     taps = tf.range(tf.cast(tf.math.ceil(support), tf.int32) * 2 + 1)
     inside = taps[None, :] < count[:, None]
     distance = (tf.cast(taps[None, :] + first[:, None], tf.float64) - centers[:, None] + 0.5) * (1.0 / filterscale)
-    weights = tf.where(inside, _bicubic(distance), 0.0)
+    weights = tf.where(inside, kernel(distance), 0.0)
     # Pillow adds the weights one after another: a sequential sum, not a pairwise one.
     total = tf.foldl(lambda accumulated, column: accumulated + column, tf.transpose(weights), tf.zeros([out_size], tf.float64))
     weights = tf.where(total[:, None] != 0.0, weights / total[:, None], weights)
@@ -197,13 +197,23 @@ def _pillow_weights(in_size: tf.Tensor, out_size: int) -> tf.Tensor:
     return tf.scatter_nd(indices, tf.boolean_mask(fixed, inside), tf.stack([out_size, in_size]))
 
 
+def _bilinear(x: tf.Tensor) -> tf.Tensor:
+    """Pillow's `bilinear_filter`, the triangle."""
+    x = tf.abs(x)
+    return tf.where(x < 1.0, 1.0 - x, tf.zeros_like(x))
+
+
 def _bicubic(x: tf.Tensor) -> tf.Tensor:
     """Pillow's `bicubic_filter`, a = -0.5."""
-    a = _BICUBIC_A
+    a = -0.5
     x = tf.abs(x)
     near = ((a + 2.0) * x - (a + 3.0)) * x * x + 1
     far = (((x - 5) * x + 8) * x - 4) * a
     return tf.where(x < 1.0, near, tf.where(x < 2.0, far, tf.zeros_like(x)))
+
+
+# Pillow's filters (Resample.c) by the names of `ava_core.images.RESAMPLING`: kernel, support.
+_KERNELS = {"bilinear": (_bilinear, 1.0), "bicubic": (_bicubic, 2.0)}
 
 
 def _decode_drafted(encoded: tf.Tensor, stored_size: Optional[tuple[int, int]]) -> tf.Tensor:

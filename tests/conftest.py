@@ -16,9 +16,10 @@ from PIL import Image
 from ava_core import ava_index
 from ava_core.rejections import Reason
 
-from ava_tfds.ava.ava_dataset_builder import LOCAL_RUNNER_FLAGS
+from ava_tfds.ava.ava_dataset_builder import LOCAL_RUNNER_FLAGS, Builder
 
 BEAM_RUNNER = LOCAL_RUNNER_FLAGS[0].removeprefix("--runner=")
+DATASET_VERSION = str(Builder.VERSION)  # the folder of a build's files under OUT/ava/<config>/
 # The suite's longest modules, longest first (pyproject's `--durations` shows them). xdist
 # hands whole files to its workers in collection order: these start first, so that no
 # worker is left running one of them alone at the end.

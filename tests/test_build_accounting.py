@@ -17,7 +17,7 @@ import tensorflow_datasets as tfds
 import image_zoo
 from ava_core import ava_index, scaled_layout
 
-from conftest import BEAM_RUNNER
+from conftest import BEAM_RUNNER, DATASET_VERSION
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 NUM_ROWS = 3000
@@ -51,7 +51,7 @@ def test_every_row_of_a_few_thousand_is_accounted_for_from_the_files(tmp_path):
         ],
         check=True, cwd=REPO, capture_output=True,
     )
-    dataset_dir = out / "ava" / "256" / "1.0.0"
+    dataset_dir = out / "ava" / "256" / DATASET_VERSION
     assert scaled_layout.check_accounting(ava, dataset_dir) == []
 
     rejected = {r["image_id"]: r for r in map(json.loads, (dataset_dir / "rejected.jsonl").read_text().splitlines())}
@@ -83,4 +83,4 @@ def test_misplaced_images_fail_early_saying_where_they_were_looked_for(tmp_path)
     message = result.stderr[result.stderr.index("error: None of the photos"):]
     assert f"is in {images_dir} " in message and "that directory holds 0 .jpg files" in message
     assert f"{nested} exists: move its files up" in message
-    assert not (tmp_path / "tfds" / "ava" / "256" / "1.0.0").exists()
+    assert not (tmp_path / "tfds" / "ava" / "256" / DATASET_VERSION).exists()

@@ -29,7 +29,7 @@ import gcs_fixtures
 import pytest
 
 from ava_core import ava_index, sample
-from conftest import BEAM_RUNNER
+from conftest import BEAM_RUNNER, DATASET_VERSION
 from gcs_fixtures import Gcs
 
 from ava_tfds.ava import stats, transforms
@@ -68,7 +68,7 @@ def test_build_reads_and_writes_gcs(built: Gcs):
     import ava_tfds  # noqa: F401  (registers `ava`)
 
     manifest = built.manifest
-    files = built.names("tfds/ava/256/1.0.0/")
+    files = built.names(f"tfds/ava/256/{DATASET_VERSION}/")
     for name in ("dataset_info.json", "features.json", transforms.REJECTED_FILE, stats.STATS_FILE,
                  transforms.EDA_FIGURE_FILE):
         assert name in files, sorted(files)
@@ -76,13 +76,13 @@ def test_build_reads_and_writes_gcs(built: Gcs):
         assert any(name.startswith(f"ava-{split}.tfrecord-") for name in files), sorted(files)
     assert not any("incomplete" in name for name in built.names("tfds/")), "TFDS left its temporary directory"
 
-    rejected = [json.loads(line) for line in built.read(f"tfds/ava/256/1.0.0/{transforms.REJECTED_FILE}").splitlines()]
+    rejected = [json.loads(line) for line in built.read(f"tfds/ava/256/{DATASET_VERSION}/{transforms.REJECTED_FILE}").splitlines()]
     assert collections.Counter((r["image_id"], r["reason"]) for r in rejected) == collections.Counter(
         (image_id, reason.value) for image_id, reason in manifest.expected_rejections
     )
     missing = next(r for r in rejected if r["reason"] == "missing_file")
     assert missing["detail"].startswith(f"{AVA}/{ava_index.IMAGES_DIR}/{manifest.planted['missing_file']}.jpg")
-    summary = json.loads(built.read(f"tfds/ava/256/1.0.0/{stats.STATS_FILE}"))
+    summary = json.loads(built.read(f"tfds/ava/256/{DATASET_VERSION}/{stats.STATS_FILE}"))
     assert summary["index_rows"] == manifest.num_rows
     assert sum(summary["examples"].values()) == len(manifest.good_ids)
     assert summary["examples"]["test"] == len(manifest.test_ids)

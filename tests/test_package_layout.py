@@ -90,3 +90,20 @@ def test_scoring_loads_neither_tfds_nor_beam():
     code = f"import sys, {modules}; print(sorted({{m.split('.')[0] for m in sys.modules}} & {{'apache_beam', 'tensorflow_datasets'}}))"
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]", f"importing {modules} loads {result.stdout}"
+
+
+def test_a_local_build_loads_no_tensorflow(tiny_ava, tmp_path):
+    """TensorFlow's import costs a process several CPU-seconds, and a local build spends it
+    for nothing: the launcher needs it only for gs:// paths (TFDS reaches them through
+    tf.io.gfile), and the decode step encodes and frames its examples without it. The
+    in-memory runner runs the decode step in this one process."""
+    code = f"""
+import sys
+from beam_pipelines import build
+build.main(["--config=256", "--ava_dir={tiny_ava.root}", "--output_dir={tmp_path / 'tfds'}",
+            "--direct_num_workers=1", "--direct_running_mode=in_memory"])
+print(sorted(m for m in sys.modules if m.split('.')[0] == 'tensorflow')[:5])
+"""
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert result.stdout.strip().splitlines()[-1] == "[]", f"a local build loads TensorFlow: {result.stdout[-300:]}"
+    assert list((tmp_path / "tfds").glob("ava/256/*/ava-train.tfrecord*")), "the build wrote no training shard"

@@ -34,7 +34,7 @@ import urllib.parse
 import gcs_fixtures
 import pytest
 import yaml
-from conftest import BEAM_RUNNER
+from conftest import BEAM_RUNNER, DATASET_VERSION
 
 from ava_core import ava_index
 
@@ -167,7 +167,7 @@ def test_a_first_run_builds_trains_evaluates_exports_promotes_and_registers(runs
         _ok(first, step)
     assert "Dataset written to gs://" in _ok(first, "dataset")
     assert "PROMOTED no champion yet" in _ok(first, "promote")
-    assert "dataset_info.json" in gcs.names("tfds/ava/256/1.0.0/")
+    assert "dataset_info.json" in gcs.names(f"tfds/ava/256/{DATASET_VERSION}/")
     package = [name for name in gcs.names("packages/build-1/") if name.endswith(".tar.gz")]
     assert package, gcs.names("packages/")
     assert {"eval/metrics.json", "export/saved_model.pb", "history.csv"} <= gcs.names("runs/build-1/")

@@ -98,16 +98,17 @@ PILLOW_SIZES = [(300, 300), (640, 360), (360, 640), (300, 343), (300, 345), (420
                 (256, 900), (900, 256), (120, 700), (700, 120), (96, 64), (64, 96), (100, 300), (200, 250)]
 
 
+@pytest.mark.parametrize("resampling", sorted(images.RESAMPLING))
 @pytest.mark.parametrize("width, height", PILLOW_SIZES, ids=[f"{w}x{h}" for w, h in PILLOW_SIZES])
-def test_the_graphs_bicubic_squash_is_pillows_to_the_last_bit(width, height):
+def test_the_graphs_squash_is_pillows_to_the_last_bit(width, height, resampling):
     photo = image_zoo.textured(width, height, seed=width * 7 + height)
-    pillow = np.asarray(images.bicubic_squash(Image.fromarray(photo), images.STORED_SIZE))  # what the build stores
-    graph = graph_decode.pillow_bicubic_resize(tf.constant(photo), images.STORED_SIZE[1], images.STORED_SIZE[0]).numpy()
+    pillow = np.asarray(images.squash(Image.fromarray(photo), images.STORED_SIZE, resampling))  # what the build stores
+    graph = graph_decode.pillow_resize(tf.constant(photo), images.STORED_SIZE[1], images.STORED_SIZE[0], resampling).numpy()
     np.testing.assert_array_equal(graph, pillow)
     if int(PIL.__version__.split(".")[0]) >= 13:  # the order named is Pillow 13's own
-        np.testing.assert_array_equal(pillow, np.asarray(Image.fromarray(photo).resize(images.STORED_SIZE, Image.Resampling.BICUBIC)))
-    plain = tf.image.resize(photo.astype(np.float32), images.STORED_SIZE[::-1], method="bicubic", antialias=True)
-    if width != images.STORED_SIZE[0] and height != images.STORED_SIZE[1]:  # two passes: TensorFlow's own bicubic is often a grey level off
+        np.testing.assert_array_equal(pillow, np.asarray(Image.fromarray(photo).resize(images.STORED_SIZE, images.RESAMPLING[resampling])))
+    plain = tf.image.resize(photo.astype(np.float32), images.STORED_SIZE[::-1], method=resampling, antialias=True)
+    if width != images.STORED_SIZE[0] and height != images.STORED_SIZE[1]:  # two passes: TensorFlow's own resize is often a grey level off
         assert (np.round(plain.numpy()).clip(0, 255) != pillow).mean() > 0.05
 
 
@@ -119,6 +120,22 @@ def test_the_graph_decodes_a_large_jpeg_at_the_builds_dct_scale(width, height):
     data = buffer.getvalue()
     graph = tf.function(lambda encoded: graph_decode.from_photo(encoded, SQUARE))(tf.constant(data)).numpy()
     np.testing.assert_array_equal(graph, SQUARE.from_photo(data))
+
+
+def test_a_model_exported_before_the_filter_was_recorded_is_fed_the_bicubic_squash_it_was_trained_on():
+    """Exports of datasets before 1.1.0 have no `stored_resampling`: those builds squashed bicubic."""
+    fields = SQUARE.to_json()
+    del fields["stored_resampling"]
+    earlier = model_input.InputContract.from_json(fields)
+    assert earlier.stored_resampling == "bicubic" and SQUARE.stored_resampling == "bilinear"
+    buffer = io.BytesIO()
+    Image.fromarray(image_zoo.textured(640, 360, seed=3)).save(buffer, format="JPEG", quality=90)
+    data = buffer.getvalue()
+    graph = tf.function(lambda encoded: graph_decode.from_photo(encoded, earlier))(tf.constant(data)).numpy()
+    np.testing.assert_array_equal(graph, earlier.from_photo(data))
+    assert np.abs(earlier.from_photo(data).astype(int) - SQUARE.from_photo(data)).max() > 0
+    with pytest.raises(ValueError, match="lanczos"):
+        model_input.InputContract.from_json({**fields, "stored_resampling": "lanczos"})
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))

@@ -172,10 +172,10 @@ files = json.loads(open(sys.argv[2]).read())
 def by_bytes(name):
     return serve_images(images=tf.constant([open(files[name], "rb").read()]))["mean"].numpy()[0].item()
 def by_pixels(name, size):
-    # What the README tells a client that prepares photos itself: the build's bicubic squash
+    # What the README tells a client that prepares photos itself: the build's bilinear squash
     # to 256 and its JPEG at 95 (Pillow), the exact IDCT, then the antialiased resize, rounded.
     stored = io.BytesIO()
-    Image.open(files[name]).convert("RGB").resize((256, 256), Image.Resampling.BICUBIC).save(stored, "JPEG", quality=95)
+    Image.open(files[name]).convert("RGB").resize((256, 256), Image.Resampling.BILINEAR).save(stored, "JPEG", quality=95)
     decoded = tf.io.decode_jpeg(stored.getvalue(), dct_method="INTEGER_ACCURATE")
     pixels = tf.cast(tf.round(tf.image.resize(tf.cast(decoded, tf.float32), [size, size], antialias=True)), tf.uint8)
     return serve_pixels(pixels=pixels[None])["mean"].numpy()[0].item()

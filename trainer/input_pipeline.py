@@ -98,6 +98,7 @@ def input_contract(config: ml_collections.ConfigDict) -> model_input.InputContra
         image_size=config.input.image_size,
         whole_image=(config.input.max_side, config.input.side_multiple) if keeps_aspect_ratio(config) else None,
         stored_size=tuple(builder_config.resize_to) if builder_config.resize_to else None,
+        stored_resampling=builder_config.resampling,
         jpeg_quality=builder_config.jpeg_quality,
     )
 

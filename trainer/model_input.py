@@ -2,7 +2,7 @@
 
 A photo's score is what the evaluation computes for it. The evaluation reads the dataset,
 whose build (`ava_core.images`, Pillow) turned the photo upright, into sRGB RGB, drafted
-and squashed it to the stored size (bicubic) and stored it as a JPEG; the evaluation
+and squashed it to the stored size (bilinear) and stored it as a JPEG; the evaluation
 decodes that JPEG with libjpeg's exact integer IDCT and resizes it to the model's input
 (bilinear, antialiased, rounded to uint8 like the training crops). `InputContract` holds
 those settings, recorded with every exported model, and every path goes through it:
@@ -42,18 +42,24 @@ class InputContract:
         aspect ratio (`whole_image_size`).
     stored_size: (width, height) the dataset's build squashed every photo to, or None
         (the `full` configs keep the original size).
+    stored_resampling: the filter of that squash (`ava_core.images.RESAMPLING`).
     jpeg_quality: the quality of the build's stored JPEG.
     """
 
     image_size: int
     whole_image: Optional[tuple[int, int]] = None
     stored_size: Optional[tuple[int, int]] = images.STORED_SIZE
+    stored_resampling: str = images.DEFAULT_RESAMPLING
     jpeg_quality: int = images.DEFAULT_JPEG_QUALITY
+
+    def __post_init__(self):
+        if self.stored_resampling not in images.RESAMPLING:
+            raise ValueError(f"stored_resampling {self.stored_resampling!r} is none of {sorted(images.RESAMPLING)}")
 
     @property
     def build_policy(self) -> images.ImagePolicy:
         """The build's normalisation of a photo into the dataset this contract's model was trained on."""
-        return images.ImagePolicy(resize_to=self.stored_size, jpeg_quality=self.jpeg_quality)
+        return images.ImagePolicy(resize_to=self.stored_size, resampling=self.stored_resampling, jpeg_quality=self.jpeg_quality)
 
     def from_stored(self, encoded: tf.Tensor) -> tf.Tensor:
         """The evaluation's transform of one stored JPEG: uint8 [S, S, 3], or [H, W, 3] sized
@@ -83,6 +89,8 @@ class InputContract:
             image_size=int(fields["image_size"]),
             whole_image=tuple(int(value) for value in whole_image) if whole_image else None,
             stored_size=tuple(int(value) for value in stored_size) if stored_size else None,
+            # Written from the dataset's 1.1.0 on; models trained before saw a bicubic squash.
+            stored_resampling=str(fields.get("stored_resampling", "bicubic")),
             jpeg_quality=int(fields["jpeg_quality"]),
         )
 

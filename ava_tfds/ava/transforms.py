@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import array
 import dataclasses
+import functools
 import io
 import json
 import time
@@ -235,7 +236,13 @@ def write_reports(
 
 
 def _count(name: str) -> None:
-    Metrics.counter(METRICS_NAMESPACE, name).inc()
+    _counter(name).inc()
+
+
+@functools.lru_cache(maxsize=None)
+def _counter(name: str):
+    """Made once a name and process, as Beam's counters are meant to be, not once a row."""
+    return Metrics.counter(METRICS_NAMESPACE, name)
 
 
 def _reject(image_id: int | None, reason: Reason, detail: str) -> beam.pvalue.TaggedOutput:
