@@ -35,7 +35,10 @@ demo-heads: install
 	$(PYTHON) -m trainer.evaluate --workdir=$(HEADS)/distribution --compare=$(HEADS)/regression,$(HEADS)/binary,$(HEADS)/spp
 	@echo "Runs: $(HEADS)/{distribution,regression,binary,spp}; the comparison: $(HEADS)/distribution/eval/comparison.md"
 
+# Bytecode first: the suite starts dozens of Python processes, and where the environment
+# sets PYTHONDONTWRITEBYTECODE (as CI images often do) each would compile the project again.
 test: install
+	$(PYTHON) -m compileall -q ava_core ava_tfds beam_pipelines trainer serving configs benchmarks tests
 	$(PYTHON) -m pytest
 
 # The trainer, export and predict tests at the versions that run in the cloud (issue 18):

@@ -18,7 +18,7 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from PIL import Image
 
 from ava_core import ava_index, images
-from ava_tfds.ava import stats, transforms
+from ava_tfds.ava import features, stats, transforms
 from ava_core.read_failures import ReadFailureLimits
 from ava_core.rejections import Reason, Rejection
 
@@ -28,18 +28,13 @@ POLICY = images.ImagePolicy(resize_to=(48, 48))
 VALIDATION_FRACTION = 0.2
 
 
-def encode_as_json(example: ava_index.AvaExample) -> bytes:
-    size = Image.open(io.BytesIO(example.image)).size
-    return json.dumps([example.image_id, example.split, list(example.rating_counts), list(size)]).encode()
-
-
 def run_build(ava_root: pathlib.Path, output_dir: pathlib.Path, **kwargs) -> beam.runners.runner.PipelineResult:
     output_dir.mkdir(exist_ok=True)
     pipeline = TestPipeline(runner=BEAM_RUNNER)
     transforms.build(
         pipeline,
         transforms.BuildSettings(
-            str(ava_root), str(output_dir), POLICY, encode_as_json, VALIDATION_FRACTION, num_tags=4, **kwargs
+            str(ava_root), str(output_dir), POLICY, VALIDATION_FRACTION, num_tags=4, **kwargs
         ),
     )
     result = pipeline.run()
@@ -48,12 +43,22 @@ def run_build(ava_root: pathlib.Path, output_dir: pathlib.Path, **kwargs) -> bea
 
 
 def stored_records(output_dir: pathlib.Path) -> dict[str, list]:
-    """split -> decoded records of the shards that shards.json lists, in order."""
+    """split -> (id, split, vote counts, image size) of each example in the shards that
+    shards.json lists for the split, in order."""
     listed = json.loads((output_dir / transforms.SHARD_LIST_FILE).read_text())
-    return {
-        split: [json.loads(record.numpy()) for shard in files for record in tf.data.TFRecordDataset(shard["path"])]
-        for split, files in listed.items()
-    }
+    stored = {}
+    for split, files in listed.items():
+        stored[split] = []
+        for shard in files:
+            for record in tf.data.TFRecordDataset(shard["path"]):
+                feature = tf.train.Example.FromString(record.numpy()).features.feature
+                stored[split].append((
+                    feature[features.IMAGE_ID].int64_list.value[0],
+                    split,
+                    list(feature[features.RATING_COUNTS].int64_list.value),
+                    Image.open(io.BytesIO(feature[features.IMAGE].bytes_list.value[0])).size,
+                ))
+    return stored
 
 
 def rejections(output_dir: pathlib.Path) -> list[Rejection]:
@@ -70,8 +75,7 @@ def test_every_row_ends_in_exactly_one_place(tiny_ava, tmp_path):
         (i, ava_index.assign_split(i, i in tiny_ava.test_ids, VALIDATION_FRACTION), counts)
         for i, counts in tiny_ava.kept.items()
     )
-    assert kept == expected
-    assert all(split == listed_split for listed_split, records in stored.items() for _, split, _, _ in records)
+    assert kept == expected  # each in the shards of its own split
     assert {tuple(size) for records in stored.values() for *_, size in records} == {(48, 48)}
 
     rejected = rejections(output_dir)
@@ -104,12 +108,14 @@ def test_beam_counters_count_rejections_and_examples(tiny_ava, tmp_path):
 
 def test_shards_roll_over_at_the_size_asked_and_keep_every_record_once(tiny_ava, tmp_path):
     output_dir = tmp_path / "out"
-    shard_bytes = 600  # a record is ~75 bytes: a new file every ~8 records
+    shard_bytes = 5000  # an example of a 48x48 photo is 1-2 kB: a new file every few examples
     run_build(tiny_ava.root, output_dir, shard_bytes=shard_bytes)
     listed = json.loads((output_dir / transforms.SHARD_LIST_FILE).read_text())
     assert len(listed["train"]) >= 3
-    for files in listed.values():
-        assert all(shard["num_bytes"] < shard_bytes + 100 for shard in files)
+    paths = [shard["path"] for files in listed.values() for shard in files]
+    largest = max(len(record.numpy()) + 16 for record in tf.data.TFRecordDataset(paths))  # 16: the framing
+    for files in listed.values():  # a file closes with the record that reaches the size
+        assert all(shard["num_bytes"] < shard_bytes + largest for shard in files)
     stored = stored_records(output_dir)
     ids = [record[0] for records in stored.values() for record in records]
     assert sorted(ids) == sorted(tiny_ava.kept)
@@ -181,5 +187,5 @@ def test_a_bad_line_of_the_test_list_is_named_by_its_number(tiny_ava, tmp_path):
     test_list = tiny_ava.root / ava_index.TEST_LIST_FILE
     lines = test_list.read_text().splitlines()
     test_list.write_text("\n".join(lines[:2] + ["12x"] + lines[2:]) + "\n")
-    with pytest.raises(ValueError, match=rf"generic_test.jpgl:3: expected one integer image id, got '12x'"):
+    with pytest.raises(ValueError, match=r"generic_test.jpgl:3: expected one integer image id, got '12x'"):
         run_build(tiny_ava.root, tmp_path / "out")

@@ -147,7 +147,6 @@ class Builder(tfds.core.dataset_builder.FileReaderBuilder):
                     ava_dir=os.fspath(ava_dir),
                     output_dir=output_dir,
                     policy=policy,
-                    encode_example=features.ExampleEncoder(self.info.features),
                     validation_fraction=VALIDATION_FRACTION,
                     num_tags=len(tag_names),
                     progress_dir=options.view_as(progress.ProgressOptions).progress_dir,

@@ -32,7 +32,7 @@ import functools
 import io
 import json
 import time
-from typing import Callable, Iterator
+from typing import Iterator
 
 import apache_beam as beam
 import numpy as np
@@ -45,9 +45,9 @@ from apache_beam.utils.timestamp import MAX_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 from PIL import Image
 
-from ava_core import ava_index, images, pages, ratings
+from ava_core import ava_index, images, pages
 from ava_core.read_failures import ReadFailureLimits, ReadTally, judge_sample
-from ava_tfds.ava import progress, shards, stats
+from ava_tfds.ava import features, progress, shards, stats
 from ava_core.rejections import Reason, RejectedInput, Rejection
 
 METRICS_NAMESPACE = "ava"
@@ -118,7 +118,6 @@ class BuildSettings:
     ava_dir: str
     output_dir: str
     policy: images.ImagePolicy
-    encode_example: Callable[[ava_index.AvaExample], bytes]
     validation_fraction: float
     num_tags: int | None = None
     progress_dir: str | None = None
@@ -394,7 +393,7 @@ class _DecodeAndWriteFn(beam.DoFn):
             detail = error.detail if error.detail.startswith(path) else f"{path}: {error.detail}"
             return _reject(row.image_id, error.reason, detail)
         _count_conversions(clean)
-        record = self._settings.encode_example(
+        values = features.to_features(
             ava_index.AvaExample(
                 split=split,
                 image_id=row.image_id,
@@ -406,10 +405,10 @@ class _DecodeAndWriteFn(beam.DoFn):
         )
         if split not in self._writers:
             self._writers[split] = shards.RollingShardWriter(self._settings.shard_dir, split, self._settings.shard_bytes)
-        self._writers[split].write(record)
+        self._writers[split].write(features.serialize(values))
         _count(f"examples_{split}")
-        mean, _ = ratings.mean_and_std(row.rating_counts)
-        self._columns.add(split, row.num_ratings, mean, ratings.normalise_counts(row.rating_counts))
+        mean = values[features.MEAN_SCORE]
+        self._columns.add(split, values[features.NUM_RATINGS], mean, values[features.RATING_DISTRIBUTION])
         self._keep_for_report(split, row.image_id, mean, clean.jpeg)
         return None
 
