@@ -1,5 +1,5 @@
 """The layout the README's table promises: packages depend one way, reading a dataset needs
-no Beam, and no module reaches into another's private names."""
+no Beam, a local build no TensorFlow, and no module reaches into another's private names."""
 
 from __future__ import annotations
 
