@@ -242,8 +242,8 @@ def report(reference: list[float], bare: list[float], startup: list[BuildRun], r
 
     row("reference loop (Pillow draft, bilinear 256, JPEG 95, TFRecord), 1 core", _median_spread(reference) + " images per CPU-s")
     row("project's bare loop (read + images.reencode), 1 core", _median_spread(bare) + f" images per CPU-s = {bare_rate / reference_rate:.2f} of the reference")
-    fixed_cpu = statistics.median(r.cpu_s for r in startup)
-    row(f"fixed cost: a build of {startup[0].rows} rows, 2 workers",
+    fixed_rows, fixed_cpu = startup[0].rows, statistics.median(r.cpu_s for r in startup)
+    row(f"fixed cost: a build of {fixed_rows} rows, 2 workers",
         _median_spread([r.cpu_s for r in startup]) + " CPU-s, " + _median_spread([r.wall_s for r in startup]) + " s")
     row("rows accounted for", ", ".join(f"{r.rows} ({r.workers}w): {'all' if not r.accounting else 'NO'}" for r in runs),
         "every row", all(not r.accounting for r in runs))
@@ -267,12 +267,11 @@ def report(reference: list[float], bare: list[float], startup: list[BuildRun], r
             whole = [r.rows / r.cpu_s for r in by_key[(rows, workers)]]
             row(f"build, {workers} worker(s), {rows} rows: per-core rate, fixed cost included",
                 _median_spread(whole) + f" images per CPU-s = {statistics.median(whole) / reference_rate:.2f} of the reference loop")
-            start = startup[0].rows
-            beyond = [(r.rows - start) / (r.cpu_s - fixed_cpu) for r in by_key[(rows, workers)]]
-            ratio = statistics.median(beyond) / reference_rate
+            beyond = [(r.rows - fixed_rows) / (r.cpu_s - fixed_cpu) for r in by_key[(rows, workers)]]
+            of_reference = statistics.median(beyond) / reference_rate
             row(f"build, {workers} worker(s), {rows} rows: per-core rate without the fixed cost",
-                _median_spread(beyond) + f" images per CPU-s = {ratio:.2f} of the reference loop",
-                f">= {GOAL_PER_CORE}" if workers == 2 else "", ratio >= GOAL_PER_CORE if workers == 2 else None)
+                _median_spread(beyond) + f" images per CPU-s = {of_reference:.2f} of the reference loop",
+                f">= {GOAL_PER_CORE}" if workers == 2 else "", of_reference >= GOAL_PER_CORE if workers == 2 else None)
         if len(group) >= 2:
             small, big = group[0], group[-1]
             marginal = (big - small) / (median((big, workers), lambda r: r.cpu_s) - median((small, workers), lambda r: r.cpu_s))
