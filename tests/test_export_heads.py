@@ -4,6 +4,7 @@ reports, and a pyramid pooling model scores whole photos of any shape as the eva
 import dataclasses
 import io
 import pathlib
+import shutil
 
 import ml_collections
 import numpy as np
@@ -63,10 +64,16 @@ def test_a_binary_pyramid_model_scores_whole_photos_as_the_evaluation_does(tmp_p
     assert set(by_pixels) == {signature.MEAN, signature.PROBABILITY_BEAUTIFUL} and by_pixels[signature.MEAN].shape == (2,)
 
 
-def test_a_pyramid_model_converts_to_tflite_that_takes_each_photo_at_its_own_shape(tmp_path):
-    model = _model("distribution", "spp")
-    export_dir = str(tmp_path / "spp")
-    export.export(model, WHOLE, export_dir, info={}, tflite=("float32", "dynamic_int8"))
+@pytest.fixture(scope="module")
+def pyramid_export(tmp_path_factory) -> str:
+    """A distribution model with pyramid pooling, exported once with two TFLite kinds."""
+    export_dir = str(tmp_path_factory.mktemp("export") / "spp")
+    export.export(_model("distribution", "spp"), WHOLE, export_dir, info={}, tflite=("float32", "dynamic_int8"))
+    return export_dir
+
+
+def test_a_pyramid_model_converts_to_tflite_that_takes_each_photo_at_its_own_shape(pyramid_export):
+    export_dir = pyramid_export
     served = tf.saved_model.load(export_dir).signatures[signature.PIXELS_SIGNATURE]
     rng = np.random.default_rng(2)
     photos = [rng.integers(0, 255, shape, dtype=np.uint8) for shape in [(1, 64, 96, 3), (1, 96, 48, 3), (1, 96, 96, 3)]]
@@ -78,10 +85,8 @@ def test_a_pyramid_model_converts_to_tflite_that_takes_each_photo_at_its_own_sha
         assert np.abs(means - expected).max() <= export.TFLITE_MEAN_TOLERANCE[kind], kind
 
 
-def test_predict_scores_whole_photos_as_the_bytes_signature_batching_by_shape(tmp_path):
-    model = _model("distribution", "spp")
-    export_dir = str(tmp_path / "spp")
-    export.export(model, WHOLE, export_dir, info={})
+def test_predict_scores_whole_photos_as_the_bytes_signature_batching_by_shape(pyramid_export, tmp_path):
+    export_dir = pyramid_export
     loaded = predict.load_model(export_dir)
     assert loaded.contract == WHOLE
     shapes = [(120, 200), (160, 90), (300, 500), (96, 96), (90, 160)]  # two of them resize to 64 x 96
@@ -103,9 +108,9 @@ def test_predict_scores_whole_photos_as_the_bytes_signature_batching_by_shape(tm
     assert len({round(s.mean, 4) for s in report.scores}) > 1
 
 
-def test_a_model_without_its_input_contract_is_a_one_line_error(tmp_path):
+def test_a_model_without_its_input_contract_is_a_one_line_error(pyramid_export, tmp_path):
     export_dir = str(tmp_path / "spp")
-    export.export(_model("regression", "spp"), WHOLE, export_dir, info={})
+    shutil.copytree(pyramid_export, export_dir)
     (pathlib.Path(export_dir) / signature.EXTRA_DIR / signature.INFO_FILE).unlink()
     with pytest.raises(predict.NotASavedModelError, match="does not say how photos become the model's input.*export the run again"):
         predict.load_model(export_dir)

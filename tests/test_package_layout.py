@@ -4,10 +4,12 @@ no Beam, a local build no TensorFlow, and no module reaches into another's priva
 from __future__ import annotations
 
 import ast
+import json
 import pathlib
 import subprocess
 import sys
 
+import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 PACKAGES = ("ava_core", "ava_tfds", "beam_pipelines", "trainer", "serving", "configs", "benchmarks")
@@ -69,27 +71,44 @@ def test_no_module_imports_a_private_name_of_another():
     assert not offences, "private names used across modules:\n" + "\n".join(offences)
 
 
-# One interpreter for all the modules a check names: if together they load neither, none does.
-def test_reading_and_serving_do_not_load_apache_beam():
-    modules = "trainer.train, trainer.input_pipeline, serving.predict"
-    code = f"import sys, {modules}; print(sorted(m for m in sys.modules if m.split('.')[0] == 'apache_beam')[:5])"
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
-    assert result.stdout.strip() == "[]", f"importing {modules} loads Apache Beam: {result.stdout}"
+# What each layer loads, in one interpreter that imports them in turn, from the domain up:
+# each check reads the packages loaded once its modules (and those before) are imported.
+IMPORT_LAYERS = {
+    "domain": [f"ava_core.{path.stem}" for path in sorted((REPO / "ava_core").glob("[!_]*.py"))],
+    "scoring": ["serving.predict", "trainer.model_input", "serving.graph_decode"],
+    "reading and serving": ["trainer.train", "trainer.input_pipeline", "serving.predict"],
+}
+_PACKAGES_LOADED = """
+import importlib, json, sys
+loaded = {}
+for layer, modules in json.loads(sys.argv[1]).items():
+    for module in modules:
+        importlib.import_module(module)
+    loaded[layer] = sorted({name.split(".")[0] for name in sys.modules})
+print(json.dumps(loaded))
+"""
 
 
-def test_the_domain_loads_neither_beam_nor_tensorflow():
-    modules = ", ".join(f"ava_core.{path.stem}" for path in sorted((REPO / "ava_core").glob("[!_]*.py")))
-    code = f"import sys, {modules}; print(sorted({{m.split('.')[0] for m in sys.modules}} & {{'apache_beam', 'tensorflow'}}))"
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
-    assert result.stdout.strip() == "[]", f"importing ava_core loads {result.stdout}"
+@pytest.fixture(scope="module")
+def packages_loaded() -> dict[str, set[str]]:
+    """layer -> the top-level packages loaded once it and the layers before it are imported."""
+    result = subprocess.run([sys.executable, "-c", _PACKAGES_LOADED, json.dumps(IMPORT_LAYERS)],
+                            cwd=REPO, capture_output=True, text=True, check=True)
+    return {layer: set(packages) for layer, packages in json.loads(result.stdout.strip().splitlines()[-1]).items()}
 
 
-def test_scoring_loads_neither_tfds_nor_beam():
+def test_the_domain_loads_neither_beam_nor_tensorflow(packages_loaded):
+    assert not packages_loaded["domain"] & {"apache_beam", "tensorflow"}, IMPORT_LAYERS["domain"]
+
+
+def test_scoring_loads_neither_tfds_nor_beam(packages_loaded):
     """A photo's pixels are defined without the dataset's reader: a serving host needs neither."""
-    modules = "serving.predict, trainer.model_input, serving.graph_decode"
-    code = f"import sys, {modules}; print(sorted({{m.split('.')[0] for m in sys.modules}} & {{'apache_beam', 'tensorflow_datasets'}}))"
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
-    assert result.stdout.strip() == "[]", f"importing {modules} loads {result.stdout}"
+    assert not packages_loaded["scoring"] & {"apache_beam", "tensorflow_datasets"}, IMPORT_LAYERS["scoring"]
+
+
+def test_reading_and_serving_do_not_load_apache_beam(packages_loaded):
+    assert "apache_beam" not in packages_loaded["reading and serving"], IMPORT_LAYERS["reading and serving"]
+    assert "tensorflow_datasets" in packages_loaded["reading and serving"]  # the check sees what the modules load
 
 
 def test_a_local_build_loads_no_tensorflow(tiny_ava, tmp_path):

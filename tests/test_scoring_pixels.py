@@ -6,6 +6,7 @@ few batches whatever the number of photos.
 No model here: what is scored is tested in test_serving.py.
 """
 
+import functools
 import io
 import struct
 import threading
@@ -38,6 +39,12 @@ ROUNDING = 0.5
 # TensorFlow's own CMYK conversion (`scoring_cases.TF_CMYK_CONVERSION`), after the
 # stored JPEG and the resize: grey levels of the bytes signature's pixels from predict's.
 TF_CONVERSION_ERROR = {"mean": 0.75, "max": 8}
+
+
+@functools.cache
+def _graph_decode(contract: model_input.InputContract):
+    """The bytes signature's decode for one contract, traced once: a photo's own trace costs a second."""
+    return tf.function(lambda encoded: graph_decode.from_photo(encoded, contract), input_signature=[tf.TensorSpec([], tf.string)])
 
 
 def _shrink(pixels: np.ndarray) -> np.ndarray:
@@ -82,7 +89,7 @@ def test_the_references_tell_a_wrong_decoding_apart():
 @pytest.mark.parametrize("name", sorted(name for name, case in CASES.items() if case.in_graph))
 def test_the_bytes_signatures_graph_gives_predicts_pixels(name, contract):
     """Exactly, but where TensorFlow's decoders convert to 8 bits their own way."""
-    pixels = tf.function(lambda data: graph_decode.from_photo(data, contract))(tf.constant(CASES[name].data)).numpy()
+    pixels = _graph_decode(contract)(tf.constant(CASES[name].data)).numpy()
     expected = contract.from_photo(CASES[name].data)
     assert pixels.dtype == np.uint8 and pixels.shape == expected.shape
     difference = np.abs(pixels.astype(int) - expected)
@@ -118,7 +125,7 @@ def test_the_graph_decodes_a_large_jpeg_at_the_builds_dct_scale(width, height):
     buffer = io.BytesIO()
     Image.fromarray(image_zoo.textured(width, height, seed=width)).save(buffer, format="JPEG", quality=90)
     data = buffer.getvalue()
-    graph = tf.function(lambda encoded: graph_decode.from_photo(encoded, SQUARE))(tf.constant(data)).numpy()
+    graph = _graph_decode(SQUARE)(tf.constant(data)).numpy()
     np.testing.assert_array_equal(graph, SQUARE.from_photo(data))
 
 
@@ -131,7 +138,7 @@ def test_a_model_exported_before_the_filter_was_recorded_is_fed_the_bicubic_squa
     buffer = io.BytesIO()
     Image.fromarray(image_zoo.textured(640, 360, seed=3)).save(buffer, format="JPEG", quality=90)
     data = buffer.getvalue()
-    graph = tf.function(lambda encoded: graph_decode.from_photo(encoded, earlier))(tf.constant(data)).numpy()
+    graph = _graph_decode(earlier)(tf.constant(data)).numpy()
     np.testing.assert_array_equal(graph, earlier.from_photo(data))
     assert np.abs(earlier.from_photo(data).astype(int) - SQUARE.from_photo(data)).max() > 0
     with pytest.raises(ValueError, match="lanczos"):

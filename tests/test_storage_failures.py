@@ -79,6 +79,14 @@ def _layout(root: pathlib.Path, breakage: str) -> pathlib.Path:
     return ava_dir
 
 
+def _build(ava_dir: pathlib.Path, output_dir: pathlib.Path, *flags: str, stderr=subprocess.PIPE) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "beam_pipelines.build", "--config=256", f"--ava_dir={ava_dir}", f"--output_dir={output_dir}",
+         "--direct_num_workers=2", *flags],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=stderr, text=True,
+    )
+
+
 @pytest.mark.parametrize("breakage, cause", [
     ("unreadable", "error: storage failure, not bad data: "),
     ("missing", "error: None of the photos of the first 200 rows of "),
@@ -86,16 +94,13 @@ def _layout(root: pathlib.Path, breakage: str) -> pathlib.Path:
 def test_a_build_whose_photos_cannot_be_read_stops_in_seconds_and_publishes_nothing(tmp_path, breakage, cause):
     ava_dir, output_dir = _layout(tmp_path, breakage), tmp_path / "tfds"
     start = time.monotonic()
-    run = subprocess.run(
-        [sys.executable, "-m", "beam_pipelines.build", "--config=256", f"--ava_dir={ava_dir}", f"--output_dir={output_dir}",
-         "--direct_num_workers=2"],
-        cwd=REPO, capture_output=True, text=True, timeout=600,
-    )
+    process = _build(ava_dir, output_dir)
+    stdout, stderr = process.communicate(timeout=600)
     elapsed = time.monotonic() - start
-    assert run.returncode == 1, run.stderr[-3000:]
+    assert process.returncode == 1, stderr[-3000:]
     assert elapsed < SECONDS_TO_STOP, elapsed
-    last = run.stderr.strip().splitlines()[-1] if breakage == "unreadable" else run.stderr.split(cause, 1)[-1]
-    assert cause in run.stderr and "Dataset written" not in run.stdout
+    last = stderr.strip().splitlines()[-1] if breakage == "unreadable" else stderr.split(cause, 1)[-1]
+    assert cause in stderr and "Dataset written" not in stdout
     if breakage == "unreadable":
         # Of the 64 rows sampled, a malformed or voteless one is no photo to read, and the
         # sample's planted missing photo is missing rather than unreadable.
@@ -105,18 +110,27 @@ def test_a_build_whose_photos_cannot_be_read_stops_in_seconds_and_publishes_noth
     assert not tfds.builder("ava/256", data_dir=str(output_dir)).is_prepared()
 
 
-def test_a_worker_that_starts_failing_mid_build_stops_it(tmp_path):
+@pytest.fixture(scope="module", autouse=True)
+def failing_mid_build(tmp_path_factory):
+    """The build of the last test, started with the module's first: its workers spend most
+    of their seconds waiting between tries of a read, which the other tests' builds use."""
+    root = tmp_path_factory.mktemp("mid_build")
+    ava_dir, output_dir, log = _layout(root, "unreadable"), root / "tfds", root / "stderr.txt"
+    start = time.monotonic()
+    with open(log, "w") as stderr:  # a file, not a pipe that nobody reads until the build ends
+        process = _build(ava_dir, output_dir, "--read_sample_size=0", stderr=stderr)
+    yield process, output_dir, log, start
+    process.kill()
+
+
+def test_a_worker_that_starts_failing_mid_build_stops_it(failing_mid_build):
     """The sample read passes (no photo is sampled: --read_sample_size=0), so the main
     pass's own tally must stop the build."""
-    ava_dir, output_dir = _layout(tmp_path, "unreadable"), tmp_path / "tfds"
-    start = time.monotonic()
-    run = subprocess.run(
-        [sys.executable, "-m", "beam_pipelines.build", "--config=256", f"--ava_dir={ava_dir}", f"--output_dir={output_dir}",
-         "--direct_num_workers=2", "--read_sample_size=0"],
-        cwd=REPO, capture_output=True, text=True, timeout=600,
-    )
-    assert run.returncode == 1, run.stderr[-3000:]
+    process, output_dir, log, start = failing_mid_build
+    process.communicate(timeout=600)
+    stderr = log.read_text()
+    assert process.returncode == 1, stderr[-3000:]
     assert time.monotonic() - start < SECONDS_TO_STOP
-    last = run.stderr.strip().splitlines()[-1]
+    last = stderr.strip().splitlines()[-1]
     assert re.match(r"error: storage failure, not bad data: 20 of the 2\d rows this worker read found their photo unreadable", last), last
     assert not tfds.builder("ava/256", data_dir=str(output_dir)).is_prepared()

@@ -29,7 +29,7 @@ EXACT = {
     "model.dropout": 0.0,
     "train.global_batch_size": 8,
     "train.eval_batch_size": 32,
-    "train.max_steps_per_epoch": 6,
+    "train.max_steps_per_epoch": 3,
     "train.log_every_steps": 2,
     "head.epochs": 1,
     "finetune.epochs": 1,
@@ -184,8 +184,7 @@ def test_each_head_and_the_pyramid_model_rank_better_than_the_baseline_on_a_smal
 
 
 def test_mixed_precision_and_xla_train_with_a_float32_head(sample_data_dir, tmp_path):
-    result = _finish(_run_worker("default", tmp_path, sample_data_dir, **{
-        "train.mixed_precision": True, "train.jit_compile": True, "train.max_steps_per_epoch": 3}))
+    result = _finish(_run_worker("default", tmp_path, sample_data_dir, **{"train.mixed_precision": True, "train.jit_compile": True}))
     assert np.isfinite(result["model"]["emd"])
     history = _history(tmp_path)
     assert np.isfinite(history["train_loss"]).all() and len(history) == 2
